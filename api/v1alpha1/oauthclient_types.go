@@ -85,8 +85,8 @@ type RefreshTokenPolicy struct {
 // +kubebuilder:validation:XValidation:rule="self.type != 'public' || !('client_credentials' in self.grantTypes)",message="client_credentials needs a confidential client (OAuth 2.1 §4.2)",reason=FieldValueInvalid,fieldPath=".grantTypes"
 // +kubebuilder:validation:XValidation:rule="!('authorization_code' in self.grantTypes) || (has(self.redirectURIs) && size(self.redirectURIs) > 0)",message="authorization_code needs at least one redirect URI",reason=FieldValueRequired,fieldPath=".redirectURIs"
 // +kubebuilder:validation:XValidation:rule="!('refresh_token' in self.grantTypes) || 'authorization_code' in self.grantTypes",message="refresh_token is only issued with authorization_code",reason=FieldValueInvalid,fieldPath=".grantTypes"
-// +kubebuilder:validation:XValidation:rule="self.tokenEndpointAuthMethod != 'private_key_jwt' || (has(self.jwksURI) && self.jwksURI != '')",message="private_key_jwt needs jwksURI",reason=FieldValueRequired,fieldPath=".jwksURI"
-// +kubebuilder:validation:XValidation:rule="!has(self.jwksURI) || self.jwksURI == '' || self.tokenEndpointAuthMethod == 'private_key_jwt'",message="jwksURI is only used with private_key_jwt",reason=FieldValueInvalid,fieldPath=".jwksURI"
+// +kubebuilder:validation:XValidation:rule="self.tokenEndpointAuthMethod != 'private_key_jwt' || (has(self.jwksURI) && size(self.jwksURI) > 0)",message="private_key_jwt needs jwksURI",reason=FieldValueRequired,fieldPath=".jwksURI"
+// +kubebuilder:validation:XValidation:rule="!has(self.jwksURI) || size(self.jwksURI) == 0 || self.tokenEndpointAuthMethod == 'private_key_jwt'",message="jwksURI is only used with private_key_jwt",reason=FieldValueInvalid,fieldPath=".jwksURI"
 type OAuthClientSpec struct {
 	// clientID is the client_id. Default "<name>.<namespace>". When two OAuthClients claim the
 	// same clientID, the oldest one wins (UID breaks a tie) and the other reports ClientIDConflict.
@@ -126,7 +126,7 @@ type OAuthClientSpec struct {
 	// +kubebuilder:validation:items:XValidation:rule="!self.contains('*')",message="a redirect URI must not contain a wildcard"
 	// +kubebuilder:validation:items:XValidation:rule="self.matches('^[A-Za-z][A-Za-z0-9+.-]*:[^ ]+$')",message="a redirect URI must be absolute and contain no spaces"
 	// +kubebuilder:validation:items:XValidation:rule="!self.lowerAscii().startsWith('http:') || (isURL(self) && url(self).getHostname() in ['127.0.0.1', '::1'])",message="http is only allowed for a loopback redirect (127.0.0.1 or [::1])"
-	// +kubebuilder:validation:items:XValidation:rule="!self.lowerAscii().startsWith('https:') || (isURL(self) && url(self).getHostname() != '')",message="an https redirect URI needs a host"
+	// +kubebuilder:validation:items:XValidation:rule="!self.lowerAscii().startsWith('https:') || (isURL(self) && size(url(self).getHostname()) > 0)",message="an https redirect URI needs a host"
 	// +kubebuilder:validation:items:XValidation:rule="self.lowerAscii().startsWith('http:') || self.lowerAscii().startsWith('https:') || self.matches('^[A-Za-z][A-Za-z0-9+-]*[.][A-Za-z0-9+.-]+:')",message="a private-use URI scheme must be a reverse domain name such as com.example.app (RFC 8252 §7.1)"
 	RedirectURIs []string `json:"redirectURIs,omitempty"`
 
@@ -190,7 +190,7 @@ type OAuthClientSpec struct {
 	// jwksURI is where a private_key_jwt client publishes its public keys (https only).
 	// +optional
 	// +kubebuilder:validation:MaxLength=2048
-	// +kubebuilder:validation:XValidation:rule="self == '' || (isURL(self) && url(self).getScheme() == 'https' && !self.contains('#'))",message="jwksURI must be an https URL without a fragment"
+	// +kubebuilder:validation:XValidation:rule="size(self) == 0 || (isURL(self) && url(self).getScheme() == 'https' && !self.contains('#'))",message="jwksURI must be an https URL without a fragment"
 	JWKSURI string `json:"jwksURI,omitempty"`
 }
 

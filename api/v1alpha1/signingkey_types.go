@@ -142,6 +142,7 @@ type KeyStatus struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=sk,categories=latchkey
+// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 63",message="a SigningKey name must be at most 63 characters: it is the value of the auth.latchkey.dev/signing-key label"
 // +kubebuilder:printcolumn:name="Algorithm",type=string,JSONPath=`.spec.algorithm`
 // +kubebuilder:printcolumn:name="Active Key",type=string,JSONPath=`.status.activeKeyID`
 // +kubebuilder:printcolumn:name="Next Rotation",type=date,JSONPath=`.status.nextRotationTime`

@@ -116,6 +116,12 @@ const (
 	ReasonSecretRotated    = "SecretRotated"
 	ReasonSecretFound      = "SecretFound"
 	ReasonNotRequired      = "NotRequired"
+	// ReasonSecretNotLabelled: an External Secret exists but lacks LabelSecretType=client-credentials,
+	// so the token server (whose cache holds only labelled Secrets) cannot see it.
+	ReasonSecretNotLabelled = "SecretNotLabelled"
+	// ReasonSecretNotOwned: the Secret a Generated client names exists and is not controlled by
+	// the client; the controller never overwrites it.
+	ReasonSecretNotOwned = "SecretNotOwned"
 
 	ReasonKeysReady        = "KeysReady"
 	ReasonKeySecretMissing = "KeySecretMissing"

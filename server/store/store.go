@@ -125,10 +125,18 @@ type Codes interface {
 	// the client, redirect URI and PKCE verifier first: a wrong one must not burn the code
 	// (OAuth 2.1 §7.5.2). A redeemed code is ErrCodeReused (and revokes nothing); an unknown or
 	// expired one ErrNotFound.
+	//
+	// With ErrCodeReused the stored Code is returned too (its tombstone keeps it), so the caller
+	// can check the client and verifier of the replay and call RedeemCode, which revokes, only
+	// for a successful-looking one (decision D2, case 24).
 	GetCode(ctx context.Context, family, codeHash string, now time.Time) (Code, error)
 	// RedeemCode atomically marks the code redeemed, leaving a tombstone for a while so a replay
 	// is recognised, and creates its family with p. Exactly one concurrent caller wins. Any later
 	// call revokes the family the winner created and returns ErrCodeReused.
+	//
+	// A retry of the winning call itself (same non-empty p.AccessToken.JTI, e.g. after a lost
+	// reply) returns the same family and revokes nothing. p.AccessToken.Family must be "" or
+	// family; the token is recorded as a token of family either way.
 	RedeemCode(ctx context.Context, family, codeHash string, p FamilyParams, now time.Time) (Family, error)
 }
 
@@ -157,6 +165,10 @@ type Families interface {
 	// owns it; then makes NewHash the one live token and increments Generation.
 	// Errors: ErrNotFound (unknown hash, expired), ErrRevoked, ErrClientMismatch, and
 	// ErrRefreshReused, which has revoked the whole family.
+	//
+	// A retry of the call that rotated (same PresentedHash and NewHash, e.g. after a lost reply
+	// or a client-library retry) returns the family unchanged instead of counting as reuse.
+	// p.AccessToken.Family must be "" or p.Family.
 	RotateRefresh(ctx context.Context, p RotateParams, now time.Time) (Family, error)
 	// LookupRefresh returns the family whose live refresh token has hash h, for introspection.
 	// A used, expired or revoked token is ErrNotFound.
@@ -183,7 +195,9 @@ type AccessTokens interface {
 	// RecordAccessToken records r until r.ExpiresAt.
 	RecordAccessToken(ctx context.Context, r AccessTokenRecord, now time.Time) error
 	// AccessTokenActive reports whether the token (jti, family) was recorded, is not revoked and
-	// has not expired, and, for a family token, whether its family is live.
+	// has not expired, and, for a family token, whether its family is live. A family is live
+	// here while its record exists and is not revoked: an access token issued shortly before
+	// the family's absolute expiry stays active until its own exp.
 	AccessTokenActive(ctx context.Context, jti, family string, now time.Time) (bool, error)
 	// RevokeAccessToken revokes the token until its expiry: the record stays, marked revoked. An
 	// unknown token is ErrNotFound; another client's is ErrClientMismatch, unchanged.

@@ -1,0 +1,145 @@
+// Package clients finds OAuthClients by client_id in the controller-runtime cache and
+// authenticates them at the token, introspection and revocation endpoints (RFC 6749 §2.3,
+// OAuth 2.1 §2.4): client_secret_basic, client_secret_post, private_key_jwt (RFC 7523) and
+// none for public clients.
+package clients
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	latchkeyv1 "github.com/latchkey-dev/latchkey/api/v1alpha1"
+)
+
+// Errors of the Registry.
+var (
+	// ErrNotFound: no Ready OAuthClient has this client_id (or its credentials Secret is
+	// missing). The server answers invalid_client.
+	ErrNotFound = errors.New("clients: no such client")
+	// ErrNotSynced: the cache has not synced yet, so "not found" would be a guess. The server
+	// answers 503 temporarily_unavailable, never invalid_client (SECURITY-CASES 85).
+	ErrNotSynced = errors.New("clients: cache not synced")
+)
+
+// maxClientIDLength bounds a presented client_id before it is used as an index key. The
+// default client_id "<name>.<namespace>" is at most 253+1+63 characters.
+const maxClientIDLength = 320
+
+// Registry finds clients in a read-only cache.
+type Registry struct {
+	// Reader is the manager's cache or the --dev object store, with the
+	// latchkeyv1.ClientIDIndex field index on OAuthClients.
+	Reader client.Reader
+	// Synced reports whether the cache has synced; nil means always.
+	Synced func() bool
+}
+
+// Lookup returns the client with clientID: among the OAuthClients indexed under it, those whose
+// Ready condition is True, and of these the oldest (creationTimestamp, then UID), as the
+// controller decides clientID conflicts (DESIGN: the oldest resource wins; the others report
+// ClientIDConflict and are not Ready anyway). The returned object is shared with the cache and
+// must not be modified.
+func (r *Registry) Lookup(ctx context.Context, clientID string) (*latchkeyv1.OAuthClient, error) {
+	if r.Synced != nil && !r.Synced() {
+		return nil, ErrNotSynced
+	}
+	if clientID == "" || len(clientID) > maxClientIDLength {
+		return nil, ErrNotFound
+	}
+	var list latchkeyv1.OAuthClientList
+	if err := r.Reader.List(ctx, &list, client.MatchingFields{latchkeyv1.ClientIDIndex: clientID}, client.UnsafeDisableDeepCopy); err != nil {
+		return nil, fmt.Errorf("list oauthclients by client id: %w", err)
+	}
+	var best *latchkeyv1.OAuthClient
+	for i := range list.Items {
+		c := &list.Items[i]
+		// The index is the contract, but an object store without it would return everything.
+		if c.EffectiveClientID() != clientID || !Ready(c) {
+			continue
+		}
+		if best == nil || older(c, best) {
+			best = c
+		}
+	}
+	if best == nil {
+		return nil, ErrNotFound
+	}
+	return best, nil
+}
+
+// Ready reports whether the controller accepted c: its Ready condition is True.
+func Ready(c *latchkeyv1.OAuthClient) bool {
+	return meta.IsStatusConditionTrue(c.Status.Conditions, latchkeyv1.ConditionReady)
+}
+
+func older(a, b *latchkeyv1.OAuthClient) bool {
+	if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
+		return a.CreationTimestamp.Before(&b.CreationTimestamp)
+	}
+	return a.UID < b.UID
+}
+
+// Credentials are the shared secrets a client may present.
+type Credentials struct {
+	// Current is client-secret.
+	Current []byte
+	// Previous is previous-client-secret, accepted until PreviousExpiresAt; nil when absent or
+	// when its expiry is missing or unparsable (fail closed).
+	Previous          []byte
+	PreviousExpiresAt time.Time
+}
+
+// Credentials reads the client's Secret (EffectiveSecretName in the client's namespace). A
+// missing Secret, or one without client-secret, is ErrNotFound: the client cannot
+// authenticate until its Secret is back (SECURITY-CASES 91, never a 500).
+func (r *Registry) Credentials(ctx context.Context, c *latchkeyv1.OAuthClient) (*Credentials, error) {
+	var s corev1.Secret
+	if err := r.Reader.Get(ctx, client.ObjectKey{Namespace: c.Namespace, Name: c.EffectiveSecretName()}, &s); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("%w: secret %s/%s missing", ErrNotFound, c.Namespace, c.EffectiveSecretName())
+		}
+		return nil, fmt.Errorf("get client secret: %w", err)
+	}
+	cur := s.Data[latchkeyv1.ClientSecretDataClientSecret]
+	if len(cur) == 0 {
+		return nil, fmt.Errorf("%w: secret %s/%s has no %s", ErrNotFound, c.Namespace, s.Name, latchkeyv1.ClientSecretDataClientSecret)
+	}
+	creds := &Credentials{Current: cur}
+	if prev := s.Data[latchkeyv1.ClientSecretDataPreviousSecret]; len(prev) > 0 {
+		if t, err := time.Parse(time.RFC3339, string(s.Data[latchkeyv1.ClientSecretDataPreviousExpiresAt])); err == nil {
+			creds.Previous, creds.PreviousExpiresAt = prev, t
+		}
+	}
+	return creds, nil
+}
+
+// OriginRegistered reports whether any Ready client lists origin in spec.corsOrigins. It
+// answers CORS preflights (which carry no client identity) and /jwks (which serves everyone).
+// Origin "null" (an opaque origin) is never registered.
+func (r *Registry) OriginRegistered(ctx context.Context, origin string) (bool, error) {
+	if origin == "" || origin == "null" {
+		return false, nil
+	}
+	if r.Synced != nil && !r.Synced() {
+		return false, ErrNotSynced
+	}
+	var list latchkeyv1.OAuthClientList
+	if err := r.Reader.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
+		return false, fmt.Errorf("list oauthclients: %w", err)
+	}
+	for i := range list.Items {
+		c := &list.Items[i]
+		if Ready(c) && slices.Contains(c.Spec.CORSOrigins, origin) {
+			return true, nil
+		}
+	}
+	return false, nil
+}

@@ -1,0 +1,120 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/latchkey-dev/latchkey/server/accesstoken"
+	"github.com/latchkey-dev/latchkey/server/clients"
+	"github.com/latchkey-dev/latchkey/server/httpx"
+	"github.com/latchkey-dev/latchkey/server/oautherr"
+	"github.com/latchkey-dev/latchkey/server/store"
+	"github.com/latchkey-dev/latchkey/server/tokenid"
+)
+
+// handleRevoke is the revocation endpoint (RFC 7009).
+//
+//   - The caller authenticates like at the token endpoint; a public client identifies itself
+//     with client_id (RFC 7009 §2.1).
+//   - token_type_hint is optional and only a hint: the token's form decides, so a wrong or
+//     unknown hint still finds the token (RFC 7009 §2.1).
+//   - An access token is revoked by its jti: the store keeps it revoked until its exp, so
+//     introspection answers active:false. Resource servers that only check the signature still
+//     accept it until exp; the short access-token lifetime (15 min by default) bounds that
+//     (SECURITY-CASES 69, OAuth 2.1 §7.1.3).
+//   - A refresh token revokes its whole family, access tokens included (RFC 7009 §2.1).
+//   - Another client's token is 400 unauthorized_client and stays valid (fosite's choice,
+//     SECURITY-CASES 67); an unknown, invalid, expired or already revoked token is 200
+//     (RFC 7009 §2.2); a store failure is 503, never 200 (SECURITY-CASES 68, CVE-2020-15223).
+func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	info := infoFrom(ctx)
+	form, err := httpx.ReadForm(w, r)
+	if err != nil {
+		s.writeError(w, r, formError(err))
+		return
+	}
+	caller, err := s.auth.Authenticate(ctx, r, form, clients.Policy{AllowPublic: true})
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	info.clientID = caller.ID
+	s.corsForClient(w, r, caller)
+	token := form.Get(paramToken)
+	if token == "" {
+		s.writeError(w, r, oautherr.InvalidRequest("token is required"))
+		return
+	}
+	if err := s.revoke(ctx, caller, token); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	info.outcome = "ok"
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache")
+	w.WriteHeader(http.StatusOK)
+}
+
+func (s *Server) revoke(ctx context.Context, caller *clients.Client, token string) error {
+	switch strings.Count(token, ".") {
+	case 2:
+		return s.revokeAccessToken(ctx, caller, token)
+	case 1:
+		return s.revokeRefreshToken(ctx, caller, token)
+	default:
+		return nil
+	}
+}
+
+func (s *Server) revokeAccessToken(ctx context.Context, caller *clients.Client, token string) error {
+	jwks, err := s.keys.JWKS(ctx)
+	if err != nil {
+		return oautherr.Unavailable("the key set is unavailable, retry later", err)
+	}
+	now := s.now()
+	claims, err := accesstoken.Verify(token, jwks.Keys, s.issuer, now)
+	if err != nil {
+		return nil // not a token of ours: nothing to revoke
+	}
+	if claims.ClientID != caller.ID {
+		return oautherr.UnauthorizedClient("the token was issued to another client")
+	}
+	if claims.Expiry <= now.Unix() {
+		return nil
+	}
+	err = s.store.RevokeAccessToken(ctx, claims.ID, claims.Family(), caller.ID, now)
+	switch {
+	case err == nil:
+		s.metrics.revoked.WithLabelValues("access_token").Inc()
+		return nil
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrRevoked):
+		return nil
+	case errors.Is(err, store.ErrClientMismatch):
+		return oautherr.UnauthorizedClient("the token was issued to another client")
+	default:
+		return fmt.Errorf("revoke access token: %w", err)
+	}
+}
+
+func (s *Server) revokeRefreshToken(ctx context.Context, caller *clients.Client, token string) error {
+	family, hash, ok := tokenid.ParseRefreshToken(token)
+	if !ok {
+		return nil
+	}
+	err := s.store.RevokeRefresh(ctx, family, hash, caller.ID, s.now())
+	switch {
+	case err == nil:
+		s.metrics.revoked.WithLabelValues("refresh_token").Inc()
+		return nil
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrRevoked):
+		return nil
+	case errors.Is(err, store.ErrClientMismatch):
+		return oautherr.UnauthorizedClient("the token was issued to another client")
+	default:
+		return fmt.Errorf("revoke refresh token: %w", err)
+	}
+}

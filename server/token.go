@@ -1,0 +1,145 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	latchkeyv1 "github.com/latchkey-dev/latchkey/api/v1alpha1"
+	"github.com/latchkey-dev/latchkey/server/accesstoken"
+	"github.com/latchkey-dev/latchkey/server/clients"
+	"github.com/latchkey-dev/latchkey/server/httpx"
+	"github.com/latchkey-dev/latchkey/server/oautherr"
+	"github.com/latchkey-dev/latchkey/server/scope"
+)
+
+// Token endpoint parameters (RFC 6749 §4).
+const (
+	paramGrantType = "grant_type"
+	paramScope     = "scope"
+)
+
+// grants the OAuth 2.1 draft removed or that Latchkey does not implement get
+// unsupported_grant_type like any unknown value (SECURITY-CASES 28); their names are not used as
+// metric labels.
+const unsupportedGrantLabel = "unsupported"
+
+// handleToken is the token endpoint (RFC 6749 §3.2, OAuth 2.1 §3.2). It owns the steps every
+// grant shares, in this order, and only it writes the response:
+//
+//  1. read the form once (POST, form-encoded, no query, bounded, no repeated parameter);
+//  2. authenticate the client (exactly one method, the registered one);
+//  3. grant_type: missing → invalid_request; not registered → unsupported_grant_type; not in
+//     the client's spec.grantTypes → unauthorized_client;
+//  4. scope: outside the RFC 6749 §3.3 grammar or beyond spec.scopes → invalid_scope;
+//  5. dispatch to the grant, and write its response or error.
+func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	info := infoFrom(ctx)
+	form, err := httpx.ReadForm(w, r)
+	if err != nil {
+		s.writeError(w, r, formError(err))
+		return
+	}
+	c, err := s.auth.Authenticate(ctx, r, form, clients.Policy{AllowPublic: true})
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	info.clientID = c.ID
+	s.corsForClient(w, r, c)
+
+	gt := latchkeyv1.GrantType(form.Get(paramGrantType))
+	if gt == "" {
+		s.writeError(w, r, oautherr.InvalidRequest("grant_type is required"))
+		return
+	}
+	grant, ok := s.grants[gt]
+	if !ok {
+		info.grant = unsupportedGrantLabel
+		s.writeError(w, r, oautherr.UnsupportedGrantType("grant_type is not supported"))
+		return
+	}
+	info.grant = string(gt)
+	if !c.AllowsGrant(gt) {
+		s.writeError(w, r, oautherr.UnauthorizedClient("the client may not use this grant_type"))
+		return
+	}
+	req := &tokenRequest{HTTP: r, Form: form, Client: c, GrantType: gt, Now: s.now()}
+	if form.Has(paramScope) {
+		scopes, err := scope.Parse(form.Get(paramScope))
+		if err != nil {
+			s.writeError(w, r, oautherr.InvalidScope("scope is malformed"))
+			return
+		}
+		if _, ok := scope.Subset(scopes, c.Spec.Scopes); !ok {
+			s.writeError(w, r, oautherr.InvalidScope("the requested scope exceeds what the client may request"))
+			return
+		}
+		req.Scopes, req.ScopeSent = scopes, true
+	}
+	resp, err := grant.handle(ctx, req)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if resp.TokenType == "" {
+		resp.TokenType = "Bearer"
+	}
+	s.metrics.issued.WithLabelValues(string(gt)).Inc()
+	info.outcome = "ok"
+	httpx.WriteJSON(w, http.StatusOK, resp, true)
+}
+
+// formError turns an httpx form error into invalid_request with a description that names at
+// most the parameter, never a value.
+func formError(err error) *oautherr.Error {
+	var fe *httpx.FormError
+	if errors.As(err, &fe) {
+		desc := fe.Err.Error()
+		if errors.Is(fe.Err, httpx.ErrMalformed) {
+			desc = httpx.ErrMalformed.Error()
+		}
+		if fe.Param != "" {
+			desc += ": " + fe.Param
+		}
+		return oautherr.InvalidRequest(desc).WithCause(err)
+	}
+	return oautherr.InvalidRequest("malformed request").WithCause(err)
+}
+
+// mintAccessToken signs an access token. It does not record it: the caller records
+// tok.Record before sending (recordAccessToken, or inside a family operation of the store).
+// No signing key is 503 temporarily_unavailable.
+func (s *Server) mintAccessToken(ctx context.Context, p accesstoken.Params) (*accesstoken.Token, error) {
+	tok, err := s.minter.Mint(ctx, p)
+	if err != nil {
+		// keyring.ErrNoSigningKey, or the cache could not be read: both are transient for the
+		// client, and the cause is logged.
+		return nil, oautherr.Unavailable("no signing key is available, retry later", err)
+	}
+	return tok, nil
+}
+
+// recordAccessToken records a token outside any family. A store failure is 503: the token is
+// dropped, never sent unrecorded.
+func (s *Server) recordAccessToken(ctx context.Context, tok *accesstoken.Token) error {
+	if err := s.store.RecordAccessToken(ctx, tok.Record, s.now()); err != nil {
+		return fmt.Errorf("record access token: %w", err)
+	}
+	return nil
+}
+
+// accessTokenLifetime is the client's lifetime, clamped to the bounds the CRD enforces, for
+// objects that never went through an API server (--dev manifests).
+func accessTokenLifetime(c *latchkeyv1.OAuthClient) time.Duration {
+	return min(max(c.AccessTokenLifetime(), minAccessTokenLifetime), maxAccessTokenLifetime)
+}
+
+// Bounds of spec.accessTokenLifetime (the OAuthClient CRD).
+const (
+	minAccessTokenLifetime = time.Minute
+	maxAccessTokenLifetime = time.Hour
+)
