@@ -5,14 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/redis/go-redis/v9"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/selection"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -22,6 +25,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 	"sigs.k8s.io/controller-runtime/pkg/client/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -57,6 +61,7 @@ func runCluster(ctx context.Context, cfg Config, log logr.Logger) error {
 	scheme := newScheme()
 	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
 		Scheme:                  scheme,
+		MapperProvider:          newRESTMapper,
 		Cache:                   cacheOptions(cfg),
 		Metrics:                 metricsserver.Options{BindAddress: cfg.MetricsAddr},
 		HealthProbeBindAddress:  cfg.ProbeAddr,
@@ -74,7 +79,7 @@ func runCluster(ctx context.Context, cfg Config, log logr.Logger) error {
 	}
 
 	var synced atomic.Bool
-	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+	if err := mgr.Add(everyReplica(func(ctx context.Context) error {
 		if mgr.GetCache().WaitForCacheSync(ctx) {
 			synced.Store(true)
 			log.Info("Cache synced")
@@ -135,6 +140,19 @@ func runCluster(ctx context.Context, cfg Config, log logr.Logger) error {
 	return nil
 }
 
+// everyReplica is a Runnable that runs on every replica, not only the leader. controller-runtime
+// starts a plain RunnableFunc only once this replica wins the election, so the cache-sync
+// watcher must say it needs none: otherwise a follower never marks its cache synced, and
+// answers /readyz and /token with 503 for as long as it is not the leader (test/e2e,
+// TestTwoManagersRacing).
+type everyReplica func(context.Context) error
+
+// Start implements manager.Runnable.
+func (f everyReplica) Start(ctx context.Context) error { return f(ctx) }
+
+// NeedLeaderElection implements manager.LeaderElectionRunnable.
+func (everyReplica) NeedLeaderElection() bool { return false }
+
 // setupControllers registers the two reconcilers. They run on the leader only.
 func setupControllers(mgr ctrl.Manager, cfg Config) error {
 	sk := &controllers.SigningKeyReconciler{
@@ -188,6 +206,35 @@ func cacheOptions(cfg Config) cache.Options {
 			&corev1.ConfigMap{}:       {Namespaces: own, Label: labels.NewSelector().Add(*jwksLabel)},
 		},
 	}
+}
+
+// newRESTMapper is the manager's RESTMapper. The kinds the cache is narrowed by (cacheOptions)
+// are mapped statically, because building the cache asks whether each is namespaced: with only
+// discovery, a replica that starts while the API server is unreachable (or before the CRDs are
+// installed) would exit at once and crash-loop with the kubelet's growing back-off, instead of
+// serving /healthz, answering /readyz and /token with 503 until its cache syncs, and becoming
+// ready by itself (SECURITY-CASES 85; test/e2e, TestServerBeforeCacheSync). Every other kind is
+// discovered lazily, as controller-runtime does by default.
+func newRESTMapper(c *rest.Config, httpClient *http.Client) (meta.RESTMapper, error) {
+	dynamic, err := apiutil.NewDynamicRESTMapper(c, httpClient)
+	if err != nil {
+		return nil, err
+	}
+	// Resource names are spelled out: meta's plural guess makes "signingkeies" of SigningKey.
+	static := meta.NewDefaultRESTMapper(nil)
+	for _, m := range []struct {
+		gv             schema.GroupVersion
+		kind, resource string
+	}{
+		{latchkeyv1.GroupVersion, "OAuthClient", "oauthclients"},
+		{latchkeyv1.GroupVersion, "SigningKey", "signingkeys"},
+		{corev1.SchemeGroupVersion, "Secret", "secrets"},
+		{corev1.SchemeGroupVersion, "ConfigMap", "configmaps"},
+	} {
+		static.AddSpecific(m.gv.WithKind(m.kind), m.gv.WithResource(m.resource),
+			m.gv.WithResource(strings.ToLower(m.kind)), meta.RESTScopeNamespace)
+	}
+	return meta.FirstHitRESTMapper{MultiRESTMapper: meta.MultiRESTMapper{static, dynamic}}, nil
 }
 
 // restConfig loads --kubeconfig, or the usual chain (in-cluster, $KUBECONFIG, ~/.kube/config).

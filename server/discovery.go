@@ -57,6 +57,9 @@ type Metadata struct {
 	SubjectTypesSupported            []string `json:"subject_types_supported,omitempty"`
 	IDTokenSigningAlgValuesSupported []string `json:"id_token_signing_alg_values_supported,omitempty"`
 	ClaimsSupported                  []string `json:"claims_supported,omitempty"`
+	// PromptValuesSupported lists the prompt values /authorize honours (OpenID Connect
+	// Prompt Create 1.0 §4.1 registered this member).
+	PromptValuesSupported []string `json:"prompt_values_supported,omitempty"`
 }
 
 // metadataHooks let later features add their members (OpenID Connect) from their own files,

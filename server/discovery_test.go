@@ -34,7 +34,14 @@ const wantMetadata = `{
  "introspection_endpoint_auth_signing_alg_values_supported": ALGS,
  "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
  "revocation_endpoint_auth_signing_alg_values_supported": ALGS,
- "authorization_response_iss_parameter_supported": true
+ "authorization_response_iss_parameter_supported": true,
+ "userinfo_endpoint": "https://auth.example.test/userinfo",
+ "scopes_supported": ["openid", "profile", "email", "offline_access"],
+ "subject_types_supported": ["public"],
+ "id_token_signing_alg_values_supported": ["RS256", "PS256", "ES256", "EdDSA"],
+ "claims_supported": ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "azp",
+  "email", "email_verified", "name", "preferred_username"],
+ "prompt_values_supported": ["none", "login", "consent"]
 }`
 
 const clientAlgs = `["RS256","RS384","RS512","PS256","PS384","PS512","ES256","ES384","ES512","EdDSA"]`

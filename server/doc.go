@@ -1,5 +1,6 @@
-// Package server is the HTTP edge of Latchkey's OAuth 2.1 authorization server: the token,
-// introspection (RFC 7662) and revocation (RFC 7009) endpoints, discovery (RFC 8414), the JWKS,
+// Package server is the HTTP edge of Latchkey's OAuth 2.1 authorization server: the
+// authorization endpoint with its login and consent pages, the token, introspection (RFC 7662)
+// and revocation (RFC 7009) endpoints, OpenID Connect userinfo, discovery (RFC 8414), the JWKS,
 // health probes, metrics, and the middleware around them.
 //
 // Every replica serves; the server only reads the cluster (OAuthClients, client Secrets,
@@ -22,7 +23,15 @@
 //   - keyring: the signing key (keymaterial.ActiveAt over published keys) and the JWKS.
 //   - accesstoken: RFC 9068 access tokens, minted and verified.
 //   - scope: RFC 6749 §3.3 scope parsing and narrowing.
-//   - tokenid: the formats of family ids, jtis and refresh tokens.
+//   - tokenid: the formats of family ids, jtis, refresh tokens and authorization codes.
+//   - pkce, redirect: PKCE S256 (RFC 7636) and redirect URI matching for /authorize.
+//   - users: the users Secret, and password checks at equal cost for unknown users.
+//   - ui: the login, consent and error pages, their stylesheet and security headers.
+//
+// The authorization code flow lives in authorize.go (/authorize), login.go (the login and
+// consent pages, sessions, brute-force limits), flow.go (cookies and options),
+// grant_authorization_code.go, grant_refresh_token.go and oidc.go (ID tokens, userinfo,
+// discovery members); docs/login.md describes it for operators.
 //
 // # Decisions
 //
@@ -56,4 +65,14 @@
 //     RequestTimeout; a store that hangs is 503 temporarily_unavailable at the deadline.
 //   - The keyring keeps the last good copy of each key in memory, so a deleted or corrupt key
 //     Secret does not stop signing while its kid stays published, unrevoked and in its window.
+//   - /authorize: until the client and the redirect URI are verified, errors are an HTML page
+//     (400, no redirect); after, every error redirects at once with state and iss (decision
+//     D3, SECURITY-CASES 12), before any login.
+//   - A refresh token is issued whenever the client lists the refresh_token grant (no
+//     offline_access needed); an ID token is issued for the openid scope, at the code exchange
+//     and at every refresh whose access token keeps openid.
+//   - The token request's redirect_uri must repeat the authorization request's when that one
+//     sent it (RFC 6749 §4.1.3); it may be omitted only when the authorization request did.
+//   - A refresh re-checks the grant: a scope the client dropped, or a user gone from the users
+//     Secret, fails it and revokes the family; audiences are the client's current ones.
 package server

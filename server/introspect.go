@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/latchkey-dev/latchkey/server/accesstoken"
@@ -74,7 +75,53 @@ func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	info.outcome = "ok"
-	httpx.WriteJSON(w, http.StatusOK, resp, true)
+	httpx.WriteJSONAppend(w, http.StatusOK, true, resp.appendJSON)
+}
+
+// appendJSON is json.Marshal(in) and a newline, written by hand for this fixed shape (the
+// tests compare the two encoders): every resource server that introspects asks for it.
+func (in *introspection) appendJSON(b []byte) []byte {
+	b = append(b, `{"active":`...)
+	b = strconv.AppendBool(b, in.Active)
+	b = appendStringMember(b, "scope", in.Scope)
+	b = appendStringMember(b, "client_id", in.ClientID)
+	b = appendStringMember(b, "sub", in.Subject)
+	switch len(in.Audience) {
+	case 0: // omitempty
+	case 1:
+		b = appendStringMember(b, "aud", in.Audience[0])
+	default:
+		b = append(b, `,"aud":`...)
+		b = httpx.AppendJSONStrings(b, in.Audience)
+	}
+	b = appendStringMember(b, "iss", in.Issuer)
+	b = appendIntMember(b, "exp", in.Expiry)
+	b = appendIntMember(b, "iat", in.IssuedAt)
+	b = appendStringMember(b, "token_type", in.TokenType)
+	b = appendStringMember(b, "jti", in.ID)
+	return append(b, "}\n"...)
+}
+
+// appendStringMember appends ,"name":"v" unless v is empty (omitempty).
+func appendStringMember(b []byte, name, v string) []byte {
+	if v == "" {
+		return b
+	}
+	b = append(b, ',', '"')
+	b = append(b, name...)
+	b = append(b, '"', ':')
+	return httpx.AppendJSONString(b, v)
+}
+
+// appendIntMember appends ,"name":v unless v is 0 (omitempty).
+func appendIntMember(b []byte, name string, v int64) []byte {
+	if v == 0 {
+		return b
+	}
+	b = append(b, ',', '"')
+	b = append(b, name...)
+	b = append(b, '"', ':')
+	return strconv.AppendInt(b, v, 10)
 }
 
 var inactive = introspection{Active: false}
@@ -96,7 +143,7 @@ func (s *Server) introspectAccessToken(ctx context.Context, caller *clients.Clie
 		return inactive, oautherr.Unavailable("the key set is unavailable, retry later", err)
 	}
 	now := s.now()
-	claims, err := accesstoken.Verify(token, jwks.Keys, s.issuer, now)
+	claims, err := accesstoken.VerifyJWKS(token, jwks, s.issuer, now)
 	if err != nil || claims.Expiry <= now.Unix() {
 		return inactive, nil
 	}

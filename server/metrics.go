@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -15,6 +16,20 @@ type metrics struct {
 	duration *prometheus.HistogramVec
 	issued   *prometheus.CounterVec
 	revoked  *prometheus.CounterVec
+
+	// children caches the series of each label set, so a request costs a map lookup instead
+	// of hashing and validating its label values in every WithLabelValues. The label sets are
+	// few and fixed (see above), so the map stays small.
+	mu       sync.RWMutex
+	children map[requestLabels]requestSeries
+	issuedBy map[string]prometheus.Counter
+}
+
+type requestLabels struct{ endpoint, grant, outcome string }
+
+type requestSeries struct {
+	requests prometheus.Counter
+	duration prometheus.Observer
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -72,6 +87,39 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error)
 }
 
 func (m *metrics) observe(endpoint, grant, outcome string, elapsed time.Duration) {
-	m.requests.WithLabelValues(endpoint, grant, outcome).Inc()
-	m.duration.WithLabelValues(endpoint).Observe(elapsed.Seconds())
+	k := requestLabels{endpoint, grant, outcome}
+	m.mu.RLock()
+	series, ok := m.children[k]
+	m.mu.RUnlock()
+	if !ok {
+		series = requestSeries{
+			requests: m.requests.WithLabelValues(endpoint, grant, outcome),
+			duration: m.duration.WithLabelValues(endpoint),
+		}
+		m.mu.Lock()
+		if m.children == nil {
+			m.children = map[requestLabels]requestSeries{}
+		}
+		m.children[k] = series
+		m.mu.Unlock()
+	}
+	series.requests.Inc()
+	series.duration.Observe(elapsed.Seconds())
+}
+
+// tokenIssued counts a token issued by grant.
+func (m *metrics) tokenIssued(grant string) {
+	m.mu.RLock()
+	c, ok := m.issuedBy[grant]
+	m.mu.RUnlock()
+	if !ok {
+		c = m.issued.WithLabelValues(grant)
+		m.mu.Lock()
+		if m.issuedBy == nil {
+			m.issuedBy = map[string]prometheus.Counter{}
+		}
+		m.issuedBy[grant] = c
+		m.mu.Unlock()
+	}
+	c.Inc()
 }

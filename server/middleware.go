@@ -113,6 +113,17 @@ func (s *Server) observe(next http.Handler) http.Handler {
 		}
 		s.metrics.observe(info.endpoint, info.grant, outcome, elapsed)
 
+		failed := outcome == "server_error" || outcome == "temporarily_unavailable"
+		// A request that succeeded is logged at V(1): at thousands of tokens a second an
+		// info line each (a write(2) per line) cost more CPU than anything but the signature,
+		// and the metrics count them anyway. Failures and refusals stay at info and error.
+		lg := s.log
+		if outcome == "ok" {
+			lg = s.log.V(1)
+		}
+		if !failed && !lg.Enabled() {
+			return
+		}
 		kv := []any{
 			"method", r.Method,
 			"path", r.URL.Path,
@@ -129,14 +140,14 @@ func (s *Server) observe(next http.Handler) http.Handler {
 		if info.clientID != "" {
 			kv = append(kv, "clientID", info.clientID)
 		}
-		if outcome == "server_error" || outcome == "temporarily_unavailable" {
+		if failed {
 			s.log.Error(info.cause, "Request failed", kv...)
 			return
 		}
 		if info.cause != nil {
 			kv = append(kv, "reason", info.cause.Error())
 		}
-		s.log.Info("Request served", kv...)
+		lg.Info("Request served", kv...)
 	})
 }
 
@@ -191,6 +202,18 @@ var securityHeaders = map[string]string{
 	"Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
 }
 
+// securityHeaderValues are securityHeaders as header values, built once: every response
+// shares them rather than allocating a slice per header per request. Sharing is safe because
+// a handler that changes one replaces the slice (Set, Del), and Add appends to a slice whose
+// capacity is its length, so a new array is made.
+var securityHeaderValues = func() map[string][]string {
+	m := make(map[string][]string, len(securityHeaders))
+	for k, v := range securityHeaders {
+		m[http.CanonicalHeaderKey(k)] = []string{v}
+	}
+	return m
+}()
+
 func securityHeader(canonical string) bool {
 	_, ok := securityHeaders[canonical]
 	return ok
@@ -199,8 +222,8 @@ func securityHeader(canonical string) bool {
 func withSecurityHeaders(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
-		for k, v := range securityHeaders {
-			h.Set(k, v)
+		for k, v := range securityHeaderValues {
+			h[k] = v
 		}
 		next.ServeHTTP(w, r)
 	})
@@ -234,8 +257,7 @@ func requestTimeout(d time.Duration) middleware {
 // (RFC 6749 §5.1, OAuth 2.1 §3.2.3).
 func noStore(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "no-store")
-		w.Header().Set("Pragma", "no-cache")
+		httpx.SetNoStore(w.Header())
 		next.ServeHTTP(w, r)
 	})
 }

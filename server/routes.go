@@ -2,6 +2,8 @@ package server
 
 import (
 	"net/http"
+
+	"github.com/latchkey-dev/latchkey/server/ui"
 )
 
 // routes is the whole HTTP surface of the server, in one place. Paths are under the issuer's
@@ -37,6 +39,21 @@ func (s *Server) routes() http.Handler {
 		// also try the OpenID Connect form, appended to the issuer, which the line above serves.
 		handle("GET "+s.route(pathOAuthConfig), "discovery", http.HandlerFunc(s.handleDiscovery))
 	}
+
+	// The authorization code flow: /authorize and the login and consent pages (HTML and
+	// redirects, never CORS; authorize.go, login.go), and OpenID Connect userinfo (oidc.go).
+	page := func(h http.HandlerFunc) http.Handler { return chain(h, requestTimeout(RequestTimeout)) }
+	handle("GET "+s.route(pathAuthorize), "authorize", page(s.handleAuthorize))
+	handle("POST "+s.route(pathAuthorize), "authorize", page(s.handleAuthorize))
+	handle("GET "+s.route(pathLogin), "login", page(s.handleLoginPage))
+	handle("POST "+s.route(pathLogin), "login", page(s.handleLogin))
+	handle("GET "+s.route(pathConsent), "consent", page(s.handleConsentPage))
+	handle("POST "+s.route(pathConsent), "consent", page(s.handleConsent))
+	handle("GET "+s.route(ui.StylesheetPath), "static", s.flow.ui.Stylesheet())
+	for _, m := range []string{"GET ", "POST "} {
+		handle(m+s.route(pathUserinfo), "userinfo", chain(http.HandlerFunc(s.handleUserinfo), noStore, requestTimeout(RequestTimeout)))
+	}
+	handle("OPTIONS "+s.route(pathUserinfo), "userinfo", s.preflight(http.MethodGet))
 
 	// Probes.
 	handle("GET "+s.route(pathHealthz), "healthz", http.HandlerFunc(s.handleHealthz))

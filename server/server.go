@@ -77,6 +77,9 @@ type Options struct {
 	// defaults, which refuses private, loopback and link-local addresses). Tests that serve a
 	// client JWKS on loopback pass one with a widened AllowAddr.
 	ClientKeyFetcher *clients.KeyFetcher
+	// Login configures the login and consent pages: session lifetimes, consent memory and
+	// brute-force limits (zero fields take their defaults).
+	Login LoginOptions
 }
 
 // Server is the token server. Build it with New.
@@ -95,6 +98,7 @@ type Server struct {
 	minter   *accesstoken.Minter
 	grants   map[latchkeyv1.GrantType]grantHandler
 	metrics  *metrics
+	flow     *flow // the authorization code flow's pages and cookies (flow.go)
 
 	metadata    Metadata
 	metadataDoc []byte
@@ -164,6 +168,9 @@ func New(opts Options) (*Server, error) {
 	})
 	s.minter = &accesstoken.Minter{Issuer: opts.Issuer, Keys: s.keys, Clock: opts.Clock}
 	if s.metrics, err = newMetrics(opts.Registerer); err != nil {
+		return nil, fmt.Errorf("new server: %w", err)
+	}
+	if s.flow, err = newFlow(s); err != nil {
 		return nil, fmt.Errorf("new server: %w", err)
 	}
 	if s.grants, err = buildGrants(s); err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 
 	latchkeyv1 "github.com/latchkey-dev/latchkey/api/v1alpha1"
@@ -88,9 +89,33 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	if resp.TokenType == "" {
 		resp.TokenType = "Bearer"
 	}
-	s.metrics.issued.WithLabelValues(string(gt)).Inc()
+	s.metrics.tokenIssued(string(gt))
 	info.outcome = "ok"
-	httpx.WriteJSON(w, http.StatusOK, resp, true)
+	httpx.WriteJSONAppend(w, http.StatusOK, true, resp.appendJSON)
+}
+
+// appendJSON is json.Marshal(r) and a newline, written by hand: the response of every token
+// request has this fixed shape (the tests compare the two encoders).
+func (r *tokenResponse) appendJSON(b []byte) []byte {
+	b = append(b, `{"access_token":`...)
+	b = httpx.AppendJSONString(b, r.AccessToken)
+	b = append(b, `,"token_type":`...)
+	b = httpx.AppendJSONString(b, r.TokenType)
+	b = append(b, `,"expires_in":`...)
+	b = strconv.AppendInt(b, r.ExpiresIn, 10)
+	if r.RefreshToken != "" {
+		b = append(b, `,"refresh_token":`...)
+		b = httpx.AppendJSONString(b, r.RefreshToken)
+	}
+	if r.Scope != "" {
+		b = append(b, `,"scope":`...)
+		b = httpx.AppendJSONString(b, r.Scope)
+	}
+	if r.IDToken != "" {
+		b = append(b, `,"id_token":`...)
+		b = httpx.AppendJSONString(b, r.IDToken)
+	}
+	return append(b, "}\n"...)
 }
 
 // formError turns an httpx form error into invalid_request with a description that names at

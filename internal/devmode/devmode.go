@@ -22,6 +22,7 @@ import (
 
 	latchkeyv1 "github.com/latchkey-dev/latchkey/api/v1alpha1"
 	"github.com/latchkey-dev/latchkey/controllers"
+	"github.com/latchkey-dev/latchkey/internal/revision"
 	"github.com/latchkey-dev/latchkey/server"
 	"github.com/latchkey-dev/latchkey/server/store"
 	"github.com/latchkey-dev/latchkey/server/store/memstore"
@@ -59,12 +60,14 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	c := fake.NewClientBuilder().
+	// revision.Client counts the writes of the reconcilers, so the token server keeps what it
+	// read until an object changes instead of deep-copying objects through JSON per request.
+	c := revision.NewClient(fake.NewClientBuilder().
 		WithScheme(o.Scheme).
 		WithObjects(objs...).
 		WithStatusSubresource(&latchkeyv1.SigningKey{}, &latchkeyv1.OAuthClient{}).
 		WithIndex(&latchkeyv1.OAuthClient{}, latchkeyv1.ClientIDIndex, controllers.IndexOAuthClientClientID).
-		Build()
+		Build())
 
 	st, storeName, err := newStore(o.RedisURL)
 	if err != nil {
@@ -110,6 +113,10 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("listen on %s: %w", o.Listen, err)
 	}
 	httpSrv := srv.HTTPServer(o.Listen)
+	if httpSrv.Handler, err = withDemo(httpSrv.Handler, o.Issuer, ln.Addr()); err != nil {
+		_ = ln.Close()
+		return err
+	}
 	if err := printBanner(ctx, o, c, storeName); err != nil {
 		return err
 	}

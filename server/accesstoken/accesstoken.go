@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -106,6 +107,13 @@ type Params struct {
 	Lifetime time.Duration
 	// AuthTime is when the user authenticated; zero for client tokens.
 	AuthTime time.Time
+	// JTI, when set, is the token's jti: a tokenid.NewJTI(Family) value the caller recorded
+	// before signing (the refresh grant records the new token inside the rotation, before it
+	// knows the claims). Empty: a new one.
+	JTI string
+	// IssuedAt, when set, is the iat (truncated to the second) instead of the clock's now, so
+	// a token recorded before it was signed gets exactly the recorded expiry.
+	IssuedAt time.Time
 }
 
 // DefaultAudience is the aud of a client that registered no audiences: its own client_id, so
@@ -145,6 +153,13 @@ type Minter struct {
 	Clock clock.PassiveClock
 }
 
+// payloads holds the buffers the claims are written into before SignAccessToken encodes them
+// into the token: they are garbage once it returns, on every token request.
+var payloads = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// maxPayloadCap bounds the buffers kept in payloads.
+const maxPayloadCap = 4096
+
 // Mint signs a new token. Errors wrapping keyring.ErrNoSigningKey mean no key can sign now.
 func (m *Minter) Mint(ctx context.Context, p Params) (*Token, error) {
 	if p.ClientID == "" || p.Subject == "" || len(p.Audience) == 0 || p.Lifetime <= 0 {
@@ -154,15 +169,25 @@ func (m *Minter) Mint(ctx context.Context, p Params) (*Token, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mint access token: %w", err)
 	}
-	now := m.Clock.Now().Truncate(time.Second)
+	now := p.IssuedAt
+	if now.IsZero() {
+		now = m.Clock.Now()
+	}
+	now = now.Truncate(time.Second)
 	exp := now.Add(p.Lifetime)
+	jti := p.JTI
+	if jti == "" {
+		jti = tokenid.NewJTI(p.Family)
+	} else if f, ok := tokenid.FamilyOfJTI(jti); !ok || f != p.Family {
+		return nil, errors.New("mint access token: jti does not belong to the family")
+	}
 	c := Claims{
 		Issuer:   m.Issuer,
 		Subject:  p.Subject,
 		Audience: Audience(p.Audience),
 		Expiry:   exp.Unix(),
 		IssuedAt: now.Unix(),
-		ID:       tokenid.NewJTI(p.Family),
+		ID:       jti,
 		ClientID: p.ClientID,
 		Scope:    p.Scope,
 		Roles:    p.Roles,
@@ -170,17 +195,14 @@ func (m *Minter) Mint(ctx context.Context, p Params) (*Token, error) {
 	if !p.AuthTime.IsZero() {
 		c.AuthTime = p.AuthTime.Unix()
 	}
-	payload, err := json.Marshal(c)
+	bp := payloads.Get().(*[]byte)
+	*bp = c.appendJSON((*bp)[:0])
+	raw, err := signer.SignAccessToken(*bp)
+	if cap(*bp) <= maxPayloadCap {
+		payloads.Put(bp)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("mint access token: %w", err)
-	}
-	jws, err := signer.Signer.Sign(payload)
-	if err != nil {
-		return nil, fmt.Errorf("mint access token: sign: %w", err)
-	}
-	raw, err := jws.CompactSerialize()
-	if err != nil {
-		return nil, fmt.Errorf("mint access token: serialize: %w", err)
 	}
 	return &Token{
 		Raw:    raw,
@@ -230,6 +252,11 @@ func Verify(raw string, keys map[string]jose.JSONWebKey, issuer string, now time
 	if err != nil {
 		return nil, fmt.Errorf("%w: signature: %v", ErrInvalid, err)
 	}
+	return checkClaims(payload, issuer, now)
+}
+
+// checkClaims decodes a verified payload and checks what Verify promises about the claims.
+func checkClaims(payload []byte, issuer string, now time.Time) (*Claims, error) {
 	var c Claims
 	if err := json.Unmarshal(payload, &c); err != nil {
 		return nil, fmt.Errorf("%w: claims: %v", ErrInvalid, err)

@@ -162,3 +162,31 @@ func TestAudienceJSON(t *testing.T) {
 		}
 	}
 }
+
+// A token recorded before it is signed (the refresh grant) gets the jti and iat it was recorded
+// with, so the record's expiry is the token's; a jti of another family is refused.
+func TestMintWithPresetJTIAndIssuedAt(t *testing.T) {
+	m, _, _, clk := setup(t, latchkeyv1.AlgorithmES256)
+	family := tokenid.NewFamilyID()
+	jti := tokenid.NewJTI(family)
+	iat := clk.Now().Add(-1500 * time.Millisecond)
+	p := accesstoken.Params{ClientID: "spa", Subject: "alice", Audience: []string{"api"}, Scope: "read",
+		Family: family, Lifetime: time.Minute, JTI: jti, IssuedAt: iat}
+	tok, err := m.Mint(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := iat.Truncate(time.Second)
+	if tok.Claims.ID != jti || tok.Record.JTI != jti || tok.Claims.IssuedAt != want.Unix() ||
+		!tok.Record.ExpiresAt.Equal(want.Add(time.Minute)) || tok.Claims.Expiry != want.Add(time.Minute).Unix() {
+		t.Fatalf("claims %+v, record %+v", tok.Claims, tok.Record)
+	}
+	p.JTI = tokenid.NewJTI(tokenid.NewFamilyID())
+	if _, err := m.Mint(context.Background(), p); err == nil {
+		t.Fatal("a jti of another family was accepted")
+	}
+	p.JTI = tokenid.NewJTI("")
+	if _, err := m.Mint(context.Background(), p); err == nil {
+		t.Fatal("a jti outside any family was accepted for a family token")
+	}
+}

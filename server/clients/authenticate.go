@@ -155,14 +155,11 @@ func (a *Authenticator) bySecret(ctx context.Context, id, secret string, method 
 		}
 		return nil, oautherr.Unavailable("the client registry is unavailable, retry later", err)
 	}
-	// Both comparisons always run, so the time taken does not say which secret matched.
-	okCurrent := equalDigest(presented, sha256.Sum256(creds.Current))
-	prev := dummyDigest
+	// Both comparisons always run, so the time taken does not say which secret matched. The
+	// stored secrets' digests were computed when the Secret was read (newCredentials).
+	okCurrent := equalDigest(presented, creds.currentDigest)
 	prevValid := creds.Previous != nil && a.Clock.Now().Before(creds.PreviousExpiresAt)
-	if prevValid {
-		prev = sha256.Sum256(creds.Previous)
-	}
-	okPrevious := equalDigest(presented, prev) && prevValid
+	okPrevious := equalDigest(presented, creds.previousDigest) && prevValid
 	if !okCurrent && !okPrevious {
 		return nil, invalidClient(fmt.Errorf("client %q: wrong secret", id))
 	}

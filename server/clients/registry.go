@@ -6,6 +6,7 @@ package clients
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"slices"
@@ -17,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	latchkeyv1 "github.com/latchkey-dev/latchkey/api/v1alpha1"
+	"github.com/latchkey-dev/latchkey/internal/revision"
 )
 
 // Errors of the Registry.
@@ -34,12 +36,33 @@ var (
 const maxClientIDLength = 320
 
 // Registry finds clients in a read-only cache.
+//
+// When the Reader implements revision.Source (the --dev object store does), lookups and
+// credentials are kept until the Reader's revision changes: the token path then reads no
+// object at all. Otherwise every call reads the Reader.
 type Registry struct {
 	// Reader is the manager's cache or the --dev object store, with the
 	// latchkeyv1.ClientIDIndex field index on OAuthClients.
 	Reader client.Reader
 	// Synced reports whether the cache has synced; nil means always.
 	Synced func() bool
+
+	lookups revision.Memo[string, lookupResult]
+	creds   revision.Memo[client.ObjectKey, credsResult]
+}
+
+// maxMemo bounds each memo of a Registry: more distinct client ids than this (an attacker's
+// made-up ones) are read every time rather than remembered.
+const maxMemo = 4096
+
+type lookupResult struct {
+	c   *latchkeyv1.OAuthClient
+	err error
+}
+
+type credsResult struct {
+	creds *Credentials
+	err   error
 }
 
 // Lookup returns the client with clientID: among the OAuthClients indexed under it, those whose
@@ -54,6 +77,24 @@ func (r *Registry) Lookup(ctx context.Context, clientID string) (*latchkeyv1.OAu
 	if clientID == "" || len(clientID) > maxClientIDLength {
 		return nil, ErrNotFound
 	}
+	src, memo := revision.Of(r.Reader)
+	if !memo {
+		return r.lookup(ctx, clientID)
+	}
+	// The revision is read before the objects, so a change during the read makes the next
+	// call read again (revision.Source).
+	rev := src.Revision()
+	if res, ok := r.lookups.Get(rev, clientID); ok {
+		return res.c, res.err
+	}
+	c, err := r.lookup(ctx, clientID)
+	if err == nil || errors.Is(err, ErrNotFound) {
+		r.lookups.Put(rev, clientID, lookupResult{c: c, err: err}, maxMemo)
+	}
+	return c, err
+}
+
+func (r *Registry) lookup(ctx context.Context, clientID string) (*latchkeyv1.OAuthClient, error) {
 	var list latchkeyv1.OAuthClientList
 	if err := r.Reader.List(ctx, &list, client.MatchingFields{latchkeyv1.ClientIDIndex: clientID}, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("list oauthclients by client id: %w", err)
@@ -95,12 +136,44 @@ type Credentials struct {
 	// when its expiry is missing or unparsable (fail closed).
 	Previous          []byte
 	PreviousExpiresAt time.Time
+
+	// The SHA-256 digests of Current and Previous (dummyDigest when there is no Previous),
+	// computed once per Secret version rather than per request.
+	currentDigest, previousDigest [sha256.Size]byte
+}
+
+// newCredentials computes the digests of the secrets.
+func newCredentials(current, previous []byte, previousExpiresAt time.Time) *Credentials {
+	c := &Credentials{Current: current, Previous: previous, PreviousExpiresAt: previousExpiresAt,
+		currentDigest: sha256.Sum256(current), previousDigest: dummyDigest}
+	if previous != nil {
+		c.previousDigest = sha256.Sum256(previous)
+	}
+	return c
 }
 
 // Credentials reads the client's Secret (EffectiveSecretName in the client's namespace). A
 // missing Secret, or one without client-secret, is ErrNotFound: the client cannot
-// authenticate until its Secret is back (SECURITY-CASES 91, never a 500).
+// authenticate until its Secret is back (SECURITY-CASES 91, never a 500). Like Lookup, it
+// keeps its answer while the Reader's revision holds.
 func (r *Registry) Credentials(ctx context.Context, c *latchkeyv1.OAuthClient) (*Credentials, error) {
+	src, memo := revision.Of(r.Reader)
+	if !memo {
+		return r.credentials(ctx, c)
+	}
+	rev := src.Revision()
+	key := client.ObjectKey{Namespace: c.Namespace, Name: c.EffectiveSecretName()}
+	if res, ok := r.creds.Get(rev, key); ok {
+		return res.creds, res.err
+	}
+	creds, err := r.credentials(ctx, c)
+	if err == nil || errors.Is(err, ErrNotFound) {
+		r.creds.Put(rev, key, credsResult{creds: creds, err: err}, maxMemo)
+	}
+	return creds, err
+}
+
+func (r *Registry) credentials(ctx context.Context, c *latchkeyv1.OAuthClient) (*Credentials, error) {
 	var s corev1.Secret
 	if err := r.Reader.Get(ctx, client.ObjectKey{Namespace: c.Namespace, Name: c.EffectiveSecretName()}, &s); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -112,13 +185,16 @@ func (r *Registry) Credentials(ctx context.Context, c *latchkeyv1.OAuthClient) (
 	if len(cur) == 0 {
 		return nil, fmt.Errorf("%w: secret %s/%s has no %s", ErrNotFound, c.Namespace, s.Name, latchkeyv1.ClientSecretDataClientSecret)
 	}
-	creds := &Credentials{Current: cur}
-	if prev := s.Data[latchkeyv1.ClientSecretDataPreviousSecret]; len(prev) > 0 {
+	var (
+		prev    []byte
+		prevExp time.Time
+	)
+	if p := s.Data[latchkeyv1.ClientSecretDataPreviousSecret]; len(p) > 0 {
 		if t, err := time.Parse(time.RFC3339, string(s.Data[latchkeyv1.ClientSecretDataPreviousExpiresAt])); err == nil {
-			creds.Previous, creds.PreviousExpiresAt = prev, t
+			prev, prevExp = p, t
 		}
 	}
-	return creds, nil
+	return newCredentials(cur, prev, prevExp), nil
 }
 
 // OriginRegistered reports whether any Ready client lists origin in spec.corsOrigins. It

@@ -81,19 +81,22 @@ func ReadForm(w http.ResponseWriter, r *http.Request) (Form, error) {
 	if r.URL.RawQuery != "" {
 		return nil, &FormError{Err: ErrQueryParameters}
 	}
-	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil || mt != "application/x-www-form-urlencoded" {
-		return nil, &FormError{Err: ErrContentType}
-	}
-	for k, v := range params {
-		if k != "charset" || !strings.EqualFold(v, "utf-8") {
+	// The exact value every client sends needs no parsing; anything else is parsed.
+	if ct := r.Header.Get("Content-Type"); ct != formContentType {
+		mt, params, err := mime.ParseMediaType(ct)
+		if err != nil || mt != formContentType {
 			return nil, &FormError{Err: ErrContentType}
+		}
+		for k, v := range params {
+			if k != "charset" || !strings.EqualFold(v, "utf-8") {
+				return nil, &FormError{Err: ErrContentType}
+			}
 		}
 	}
 	if r.ContentLength > MaxFormBytes {
 		return nil, &FormError{Err: ErrBodyTooLarge}
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxFormBytes))
+	body, err := readBody(w, r)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -102,6 +105,23 @@ func ReadForm(w http.ResponseWriter, r *http.Request) (Form, error) {
 		return nil, &FormError{Err: fmt.Errorf("%w: read body: %v", ErrMalformed, err)}
 	}
 	return ParseForm(string(body), MaxFormParams)
+}
+
+const formContentType = "application/x-www-form-urlencoded"
+
+// readBody reads the body, at most MaxFormBytes. A body of known length is read into one
+// buffer of that size (net/http's body reader stops at Content-Length), rather than into the
+// growing buffers of io.ReadAll.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	body := http.MaxBytesReader(w, r.Body, MaxFormBytes)
+	if r.ContentLength <= 0 {
+		return io.ReadAll(body)
+	}
+	b := make([]byte, r.ContentLength)
+	if _, err := io.ReadFull(body, b); err != nil {
+		return nil, err
+	}
+	return b, nil
 }
 
 // ParseForm decodes an application/x-www-form-urlencoded string with at most maxParams
@@ -123,7 +143,9 @@ func ParseForm(body string, maxParams int) (Form, error) {
 		return nil, &FormError{Err: ErrTooManyParams}
 	}
 	form := make(Form, n)
-	seen := make(map[string]struct{}, n)
+	// Parameters sent without a value are not in form; empty remembers them, so a repeat is
+	// still caught. Most requests have none, so it is made only when needed.
+	var empty map[string]struct{}
 	for body != "" {
 		var pair string
 		pair, body, _ = strings.Cut(body, "&")
@@ -144,13 +166,18 @@ func ParseForm(body string, maxParams int) (Form, error) {
 		if err != nil || !utf8.ValidString(value) {
 			return nil, &FormError{Err: ErrMalformed, Param: printable(key)}
 		}
-		if _, dup := seen[key]; dup {
+		_, dup := form[key]
+		if _, dupEmpty := empty[key]; dup || dupEmpty {
 			return nil, &FormError{Err: ErrDuplicate, Param: printable(key)}
 		}
-		seen[key] = struct{}{}
 		if value != "" {
 			form[key] = value
+			continue
 		}
+		if empty == nil {
+			empty = map[string]struct{}{}
+		}
+		empty[key] = struct{}{}
 	}
 	return form, nil
 }

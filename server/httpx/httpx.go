@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync"
 )
 
 // WriteJSON sends v as JSON with status. Responses that carry tokens or token metadata pass
@@ -20,14 +21,52 @@ func WriteJSON(w http.ResponseWriter, status int, v any, noStore bool) {
 		http.Error(w, `{"error":"server_error"}`, http.StatusInternalServerError)
 		return
 	}
+	WriteJSONBody(w, status, append(b, '\n'), noStore)
+}
+
+// WriteJSONBody is WriteJSON for a body already encoded (by a hand-written encoder of a fixed
+// response shape); body should end with a newline, as WriteJSON's do.
+func WriteJSONBody(w http.ResponseWriter, status int, body []byte, noStore bool) {
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
+	h["Content-Type"] = jsonContentType
 	if noStore {
-		h.Set("Cache-Control", "no-store")
-		h.Set("Pragma", "no-cache")
+		SetNoStore(h)
 	}
 	w.WriteHeader(status)
-	_, _ = w.Write(append(b, '\n'))
+	_, _ = w.Write(body)
+}
+
+// bodies holds the buffers of WriteJSONAppend: a response body is garbage once written.
+var bodies = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// maxPooledBody bounds the buffers kept in bodies.
+const maxPooledBody = 16 << 10
+
+// WriteJSONAppend is WriteJSONBody for a body that appendBody appends to a buffer: the buffer
+// is reused by later responses once this one is written.
+func WriteJSONAppend(w http.ResponseWriter, status int, noStore bool, appendBody func([]byte) []byte) {
+	bp := bodies.Get().(*[]byte)
+	*bp = appendBody((*bp)[:0])
+	WriteJSONBody(w, status, *bp, noStore)
+	if cap(*bp) <= maxPooledBody {
+		bodies.Put(bp)
+	}
+}
+
+// Header values shared by every response rather than allocated per response. A handler that
+// changes one replaces the slice (Set, Del); Add appends to a slice whose capacity is its
+// length, so a new array is made: the shared ones are never written.
+var (
+	jsonContentType = []string{"application/json"}
+	noStoreValue    = []string{"no-store"}
+	noCacheValue    = []string{"no-cache"}
+)
+
+// SetNoStore marks a response uncacheable: Cache-Control: no-store and, for HTTP/1.0 caches,
+// Pragma: no-cache (RFC 6749 §5.1, OAuth 2.1 §3.2.3).
+func SetNoStore(h http.Header) {
+	h["Cache-Control"] = noStoreValue
+	h["Pragma"] = noCacheValue
 }
 
 // ClientIP is the address of the client that sent r. X-Forwarded-For is honoured only when the

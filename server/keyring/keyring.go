@@ -35,6 +35,7 @@ import (
 
 	latchkeyv1 "github.com/latchkey-dev/latchkey/api/v1alpha1"
 	"github.com/latchkey-dev/latchkey/internal/keymaterial"
+	"github.com/latchkey-dev/latchkey/internal/revision"
 	"github.com/latchkey-dev/latchkey/server/internal/jwsalg"
 )
 
@@ -70,6 +71,13 @@ type Signer struct {
 	// Signer signs with typ "at+jwt" (RFC 9068 §2.1) and the kid in the protected header. It is
 	// built once per key and safe for concurrent use.
 	Signer jose.Signer
+	// IDToken signs OpenID Connect ID tokens with the same key and kid, but typ "JWT": an ID
+	// token must never pass for an access token at a resource server that checks typ
+	// (RFC 9068 §4, RFC 8725 §3.11).
+	IDToken jose.Signer
+
+	// compact is the fast path of SignAccessToken for ES256 and EdDSA keys; nil for RSA.
+	compact *compactSigner
 }
 
 // JWKS is the published key set of the namespace.
@@ -80,6 +88,10 @@ type JWKS struct {
 	MaxAge time.Duration
 	// Keys are the same keys by kid, for verifying tokens this server issued.
 	Keys map[string]jose.JSONWebKey
+
+	// atHeaders maps the exact protected-header segment of the access tokens each ES256 or
+	// EdDSA key signs (SignAccessToken) to that key; see AccessTokenKey.
+	atHeaders map[string]AccessTokenKey
 }
 
 // Keyring reads and caches keys. It is safe for concurrent use.
@@ -98,6 +110,11 @@ type Keyring struct {
 	// jwks: the last assembled set and the versions it was built from.
 	jwks        *JWKS
 	jwksVersion string
+
+	// signing and jwksMemo keep what Signer and JWKS read, at one revision of a Reader that
+	// implements revision.Source.
+	signing  revision.Memo[struct{}, *signingState]
+	jwksMemo revision.Memo[struct{}, *JWKS]
 }
 
 type decodedSecret struct {
@@ -134,7 +151,53 @@ func New(o Options) *Keyring {
 
 // Signer returns the key that signs now, or an error wrapping ErrNoSigningKey when there is
 // none. Other errors are cache read failures.
+//
+// When the Reader implements revision.Source, the keys read are kept until its revision
+// changes; only the choice of the active key, which depends on the time, is made per call.
 func (k *Keyring) Signer(ctx context.Context) (*Signer, error) {
+	src, memo := revision.Of(k.o.Reader)
+	if !memo {
+		st, err := k.readSigning(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return st.activeAt(k.o.Clock.Now())
+	}
+	// The revision is read before the objects (revision.Source).
+	rev := src.Revision()
+	st, ok := k.signing.Get(rev, struct{}{})
+	if !ok {
+		var err error
+		if st, err = k.readSigning(ctx); err != nil {
+			return nil, err
+		}
+		k.signing.Put(rev, struct{}{}, st, 1)
+	}
+	return st.activeAt(k.o.Clock.Now())
+}
+
+// signingState is what Signer reads from the objects: the keys that may sign, with their
+// timelines, and the kids the SigningKey revoked.
+type signingState struct {
+	namespace, name string
+	cands           []keymaterial.Candidate
+	revoked         []string
+	signers         map[string]*Signer
+}
+
+// activeAt picks the key that signs at now (keymaterial.ActiveAt, the controller's rule).
+func (st *signingState) activeAt(now time.Time) (*Signer, error) {
+	active, ok := keymaterial.ActiveAt(st.cands, st.revoked, now)
+	if !ok {
+		return nil, fmt.Errorf("%w: no published, unrevoked key of SigningKey %s/%s is active at %s",
+			ErrNoSigningKey, st.namespace, st.name, now.UTC().Format(time.RFC3339))
+	}
+	return st.signers[active.KeyID], nil
+}
+
+// readSigning reads the SigningKey, its JWKS ConfigMap and its key Secrets, decoding only the
+// Secrets that changed since the last call.
+func (k *Keyring) readSigning(ctx context.Context) (*signingState, error) {
 	var sk latchkeyv1.SigningKey
 	if err := k.o.Reader.Get(ctx, client.ObjectKey{Namespace: k.o.Namespace, Name: k.o.SigningKey}, &sk); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -154,7 +217,6 @@ func (k *Keyring) Signer(ctx context.Context) (*Signer, error) {
 		client.MatchingLabels{latchkeyv1.LabelSigningKey: sk.Name}, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("list key secrets: %w", err)
 	}
-	now := k.o.Clock.Now()
 
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -188,20 +250,22 @@ func (k *Keyring) Signer(ctx context.Context) (*Signer, error) {
 		}
 	}
 	// Forget keys that left the JWKS: they can never sign again, and this bounds memory.
-	cands := make([]keymaterial.Candidate, 0, len(k.lastGood))
+	st := &signingState{
+		namespace: k.o.Namespace,
+		name:      sk.Name,
+		cands:     make([]keymaterial.Candidate, 0, len(k.lastGood)),
+		revoked:   slices.Clone(sk.Spec.RevokedKeyIDs),
+		signers:   make(map[string]*Signer, len(k.lastGood)),
+	}
 	for kid, e := range k.lastGood {
 		if !published[kid] {
 			delete(k.lastGood, kid)
 			continue
 		}
-		cands = append(cands, keymaterial.Candidate{KeyID: kid, Timeline: e.timeline})
+		st.cands = append(st.cands, keymaterial.Candidate{KeyID: kid, Timeline: e.timeline})
+		st.signers[kid] = e.signer
 	}
-	active, ok := keymaterial.ActiveAt(cands, sk.Spec.RevokedKeyIDs, now)
-	if !ok {
-		return nil, fmt.Errorf("%w: no published, unrevoked key of SigningKey %s/%s is active at %s",
-			ErrNoSigningKey, k.o.Namespace, sk.Name, now.UTC().Format(time.RFC3339))
-	}
-	return k.lastGood[active.KeyID].signer, nil
+	return st, nil
 }
 
 // decode parses a key Secret and builds its signer, or logs why it cannot and returns nil.
@@ -223,8 +287,8 @@ func (k *Keyring) decode(s *corev1.Secret) *signingEntry {
 	return nil
 }
 
-// NewSigner builds the jose.Signer of key: alg of the key, typ "at+jwt" (RFC 9068 §2.1) and the
-// kid in the protected header.
+// NewSigner builds the jose.Signers of key: alg of the key and the kid in the protected header,
+// typ "at+jwt" (RFC 9068 §2.1) for access tokens and "JWT" for ID tokens.
 func NewSigner(key *keymaterial.Key) (*Signer, error) {
 	alg := jose.SignatureAlgorithm(key.Algorithm)
 	s, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: key.SigningJWK()},
@@ -232,7 +296,16 @@ func NewSigner(key *keymaterial.Key) (*Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("build signer for key %s: %w", key.KeyID, err)
 	}
-	return &Signer{KeyID: key.KeyID, Algorithm: alg, Signer: s}, nil
+	id, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: key.SigningJWK()},
+		(&jose.SignerOptions{}).WithType("JWT"))
+	if err != nil {
+		return nil, fmt.Errorf("build id token signer for key %s: %w", key.KeyID, err)
+	}
+	compact, err := newCompactSigner(key)
+	if err != nil {
+		return nil, fmt.Errorf("build signer for key %s: %w", key.KeyID, err)
+	}
+	return &Signer{KeyID: key.KeyID, Algorithm: alg, Signer: s, IDToken: id, compact: compact}, nil
 }
 
 // parseJWKSLocked parses cm's jwks.json, cached by UID and resourceVersion.
@@ -279,7 +352,27 @@ func usable(keys []jose.JSONWebKey) []jose.JSONWebKey {
 // max-age verifiers may cache it for: min(MaxJWKSMaxAge, the smallest prePublish). Revoked kids
 // are left out even if a ConfigMap still lists them. The assembled document is cached until a
 // SigningKey or ConfigMap changes.
+//
+// When the Reader implements revision.Source, the set is returned without any read until its
+// revision changes.
 func (k *Keyring) JWKS(ctx context.Context) (*JWKS, error) {
+	src, memo := revision.Of(k.o.Reader)
+	if !memo {
+		return k.readJWKS(ctx)
+	}
+	rev := src.Revision()
+	if j, ok := k.jwksMemo.Get(rev, struct{}{}); ok {
+		return j, nil
+	}
+	j, err := k.readJWKS(ctx)
+	if err != nil {
+		return nil, err
+	}
+	k.jwksMemo.Put(rev, struct{}{}, j, 1)
+	return j, nil
+}
+
+func (k *Keyring) readJWKS(ctx context.Context) (*JWKS, error) {
 	var sks latchkeyv1.SigningKeyList
 	if err := k.o.Reader.List(ctx, &sks, client.InNamespace(k.o.Namespace), client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("list signing keys: %w", err)
@@ -339,7 +432,7 @@ func (k *Keyring) JWKS(ctx context.Context) (*JWKS, error) {
 	if err != nil {
 		return nil, fmt.Errorf("assemble jwks: %w", err)
 	}
-	k.jwks = &JWKS{Document: doc, MaxAge: maxAge, Keys: byKID}
+	k.jwks = &JWKS{Document: doc, MaxAge: maxAge, Keys: byKID, atHeaders: accessTokenHeaders(all)}
 	k.jwksVersion = version.String()
 	return k.jwks, nil
 }

@@ -5,6 +5,7 @@
 //	jti            base64url(16 random bytes)                     client_credentials tokens
 //	               "<family>.<base64url(16 random bytes)>"       tokens of a grant (code flow)
 //	refresh token  "<family>.<base64url(32 random bytes)>"       opaque to clients
+//	code           "<family>.<base64url(32 random bytes)>"       authorization code, opaque
 //
 // A family is one grant: the tokens one authorization code and its refresh-token chain issue.
 // Access tokens of a family carry the family id in their jti, so introspection can ask the
@@ -70,6 +71,22 @@ func FamilyOfJTI(jti string) (string, bool) {
 func NewRefreshToken(family string) (token, hash string) {
 	token = family + "." + random(refreshBytes)
 	return token, store.Hash(token)
+}
+
+// NewCode returns an authorization code for the family its redemption will create, and the
+// hash under which the store keeps it. A code carries 256 bits from crypto/rand (OAuth 2.1
+// §7.7 asks for at least 128, and SHOULD 160; SECURITY-CASES 11). It has the shape of a
+// refresh token, but the stores keep codes and refresh tokens under different keys, so one is
+// never accepted as the other.
+func NewCode(family string) (code, hash string) {
+	code = family + "." + random(refreshBytes)
+	return code, store.Hash(code)
+}
+
+// ParseCode splits a presented authorization code into its family and its store hash; ok is
+// false when the value cannot be a code of ours.
+func ParseCode(code string) (family, hash string, ok bool) {
+	return ParseRefreshToken(code)
 }
 
 // ParseRefreshToken splits a presented refresh token into its family and its store hash. ok is

@@ -445,14 +445,11 @@ func TestStylesheetAppliesUnderTheCSP(t *testing.T) {
 	}
 }
 
-// TestScreenshots takes the README's pictures of the login and consent pages. With
-// UPDATE_SCREENSHOTS=1 it writes docs/images/login.png and docs/images/consent.png; otherwise it
-// writes them to a temporary directory, so the path is exercised on every run.
+// TestScreenshots takes pictures of the login and consent pages of this package's test server,
+// into a temporary directory, so the screenshot path is exercised on every run. The README's
+// pictures (docs/images) come from the real server's pages: server.TestBrowserScreenshots.
 func TestScreenshots(t *testing.T) {
 	dir := t.TempDir()
-	if browsertest.UpdateScreenshots() {
-		dir = filepath.Join(browsertest.RepoRoot(t), "docs", "images")
-	}
 	ctx := browsertest.New(t)
 	auth := newAuthServer(t, newClientApp(t, "127.0.0.1:0", "localhost"))
 	// A stable, realistic destination for the consent page's "Allowing takes you to ..." line;

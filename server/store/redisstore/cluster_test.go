@@ -88,28 +88,41 @@ type keyRecorder struct {
 }
 
 func (r *keyRecorder) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+// ProcessPipelineHook records the scripts of the store's batches (concurrent calls share a
+// pipeline) like single commands.
 func (r *keyRecorder) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		for _, cmd := range cmds {
+			r.record(cmd, cmd.Err())
+		}
+		return err
+	}
 }
 func (r *keyRecorder) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		err := next(ctx, cmd)
-		args := cmd.Args()
-		name := strings.ToLower(cmd.Name())
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		if err != nil && strings.Contains(err.Error(), "CROSSSLOT") {
-			r.crossSlot = append(r.crossSlot, err)
-		}
-		if (name == "evalsha" || name == "eval") && len(args) >= 3 {
-			n, _ := strconv.Atoi(fmt.Sprint(args[2]))
-			keys := make([]string, 0, n)
-			for _, k := range args[3 : 3+n] {
-				keys = append(keys, fmt.Sprint(k))
-			}
-			r.calls = append(r.calls, keys)
-		}
+		r.record(cmd, err)
 		return err
+	}
+}
+
+func (r *keyRecorder) record(cmd redis.Cmder, err error) {
+	args := cmd.Args()
+	name := strings.ToLower(cmd.Name())
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err != nil && strings.Contains(err.Error(), "CROSSSLOT") {
+		r.crossSlot = append(r.crossSlot, err)
+	}
+	if (name == "evalsha" || name == "eval") && len(args) >= 3 {
+		n, _ := strconv.Atoi(fmt.Sprint(args[2]))
+		keys := make([]string, 0, n)
+		for _, k := range args[3 : 3+n] {
+			keys = append(keys, fmt.Sprint(k))
+		}
+		r.calls = append(r.calls, keys)
 	}
 }
 

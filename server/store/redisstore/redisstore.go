@@ -82,6 +82,8 @@ type Store struct {
 	waitN       int
 	waitTimeout time.Duration
 	onWait      func(op string, acked, wanted int, err error)
+	// batch pipelines the scripts of concurrent calls; nil runs each on its own.
+	batch *batcher
 }
 
 var _ store.Store = (*Store)(nil)
@@ -126,7 +128,7 @@ func WithWaitObserver(f func(op string, acked, wanted int, err error)) Option {
 // New returns a Store on rdb. The client should come from ParseURL's options (or set equally
 // short timeouts): the store adds no timeouts of its own beyond the caller's context.
 func New(rdb redis.UniversalClient, opts ...Option) *Store {
-	s := &Store{rdb: rdb, prefix: DefaultPrefix}
+	s := &Store{rdb: rdb, prefix: DefaultPrefix, batch: &batcher{rdb: rdb}}
 	for _, o := range opts {
 		o(s)
 	}
@@ -203,9 +205,13 @@ func (s *Store) limitKey(key string, windowStart int64) string {
 // --- running scripts ---
 
 // run runs a script: EVALSHA, then EVAL on NOSCRIPT (after SCRIPT FLUSH, a restart or a
-// failover to a replica that never saw the script; case 80).
+// failover to a replica that never saw the script; case 80). Concurrent calls share round
+// trips (batcher).
 func (s *Store) run(ctx context.Context, sc *redis.Script, keys []string, args ...any) *redis.Cmd {
-	return sc.Run(ctx, s.rdb, keys, args...)
+	if s.batch == nil {
+		return sc.Run(ctx, s.rdb, keys, args...)
+	}
+	return s.batch.run(ctx, sc, keys, args...)
 }
 
 // runDurable runs a script that decides a token's fate and, with WithWaitReplicas, then WAITs
