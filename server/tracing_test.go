@@ -356,3 +356,38 @@ func TestTracingOff(t *testing.T) {
 		t.Errorf("%d spans with tracing off, want none", n)
 	}
 }
+
+// A store outage is a failed store span, under a failed HTTP span: the one place a trace
+// shows where a 503 came from.
+func TestTracingStoreOutage(t *testing.T) {
+	spansProvider()
+	e := newEnv(t, tracingEnvOption)
+	e.redis.Kill()
+	tc := newTrace(t)
+	rec := e.post("/token", url.Values{"grant_type": {"client_credentials"}}, basic("svc", e.svcSecret), tc.header())
+	if rec.Code != http.StatusServiceUnavailable {
+		t.Fatalf("token with Redis down: %d %s", rec.Code, rec.Body)
+	}
+	all := tc.spans()
+	srvSpans := serverSpans(t, all, tc)["POST /token"]
+	if len(srvSpans) != 1 {
+		t.Fatalf("%d POST /token spans, want 1", len(srvSpans))
+	}
+	srv := srvSpans[0]
+	wantAttr(t, srv, "latchkey.outcome", "temporarily_unavailable")
+	if srv.Status.Code != codes.Error {
+		t.Errorf("server span status %v, want error", srv.Status.Code)
+	}
+	rat, ok := children(all, srv)["store.RecordAccessToken"]
+	if !ok {
+		t.Fatal("no store.RecordAccessToken span")
+	}
+	wantAttr(t, rat, "latchkey.outcome", "unavailable")
+	if rat.Status.Code != codes.Error {
+		t.Errorf("store span status %v, want error", rat.Status.Code)
+	}
+	if len(rat.Events) != 0 || rat.Status.Description != "unavailable" {
+		t.Errorf("store span records the error's text: events %v, status %q", rat.Events, rat.Status.Description)
+	}
+	assertNoSecrets(t, all, e.svcSecret, e.redis.Addr)
+}
