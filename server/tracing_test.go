@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -18,8 +19,12 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
+	"k8s.io/utils/clock"
 
+	latchkeyv1 "github.com/latchkey-dev/latchkey/api/v1alpha1"
 	"github.com/latchkey-dev/latchkey/server"
+	"github.com/latchkey-dev/latchkey/server/clients"
+	"github.com/latchkey-dev/latchkey/server/internal/servertest"
 	"github.com/latchkey-dev/latchkey/server/store"
 	"github.com/latchkey-dev/latchkey/server/tokenid"
 )
@@ -390,4 +395,42 @@ func TestTracingStoreOutage(t *testing.T) {
 		t.Errorf("store span records the error's text: events %v, status %q", rat.Events, rat.Status.Description)
 	}
 	assertNoSecrets(t, all, e.svcSecret, e.redis.Addr)
+}
+
+// BenchmarkClientCredentialsTraced is BenchmarkClientCredentials with tracing on, every request
+// sampled, its spans handed to an in-memory exporter (cleared as it goes): the cost of the
+// spans themselves, without any export.
+func BenchmarkClientCredentialsTraced(b *testing.B) {
+	exp := spansProvider()
+	keys := servertest.NewSigningKey(b, servertest.Namespace, "default", latchkeyv1.AlgorithmES256, time.Now())
+	svc, svcSecret := servertest.ConfidentialClient("svc", "apps", servertest.WithClientID("svc"))
+	st, _ := servertest.RedisStore(b)
+	srv, err := server.New(server.Options{
+		Issuer:    servertest.Issuer,
+		Namespace: servertest.Namespace,
+		Reader:    servertest.NewReader(append(keys.Objects(), svc, svcSecret)...),
+		Store:     st,
+		Clock:     clock.RealClock{},
+		Tracing:   true,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := srv.Handler()
+	auth := clients.EncodeBasic("svc", servertest.SecretOf(svcSecret))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		req := httptest.NewRequest(http.MethodPost, "/token", strings.NewReader("grant_type=client_credentials&scope=read"))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Authorization", auth)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			b.Fatalf("%d %s", rec.Code, rec.Body)
+		}
+		if i%1000 == 999 {
+			exp.Reset()
+		}
+	}
 }
