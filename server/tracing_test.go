@@ -211,6 +211,22 @@ func TestTracingClientCredentials(t *testing.T) {
 	}
 	assertNoSecrets(t, all, resp.AccessToken, strings.Split(resp.AccessToken, ".")[2], jti, e.svcSecret,
 		clientsBasic("svc", e.svcSecret))
+
+	// The published keys come from the keyring too.
+	jwks := newTrace(t)
+	r := httptest.NewRequest(http.MethodGet, "/jwks", nil)
+	jwks.header()(r)
+	if rec := e.do(r); rec.Code != http.StatusOK {
+		t.Fatalf("jwks: %d", rec.Code)
+	}
+	jwksSpans := jwks.spans()
+	if srv := serverSpans(t, jwksSpans, jwks)["GET /jwks"]; len(srv) != 1 {
+		t.Errorf("no GET /jwks span")
+	} else if k, ok := children(jwksSpans, srv[0])["keyring.JWKS"]; !ok {
+		t.Errorf("no keyring.JWKS span under GET /jwks")
+	} else {
+		wantAttr(t, k, "latchkey.outcome", "ok")
+	}
 }
 
 func clientsBasic(id, secret string) string {

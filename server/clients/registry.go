@@ -86,39 +86,29 @@ func (r *Registry) Lookup(ctx context.Context, clientID string) (*latchkeyv1.OAu
 	return c, err
 }
 
-// cacheState says whether a memo answered a call: memoNone when the Reader keeps no
-// revision, so every call reads it.
-type cacheState int
-
-const (
-	memoNone cacheState = iota
-	memoMiss
-	memoHit
-)
-
-func (r *Registry) lookupMemo(ctx context.Context, clientID string) (*latchkeyv1.OAuthClient, cacheState, error) {
+func (r *Registry) lookupMemo(ctx context.Context, clientID string) (*latchkeyv1.OAuthClient, spans.Cache, error) {
 	if r.Synced != nil && !r.Synced() {
-		return nil, memoNone, ErrNotSynced
+		return nil, spans.CacheNone, ErrNotSynced
 	}
 	if clientID == "" || len(clientID) > maxClientIDLength {
-		return nil, memoNone, ErrNotFound
+		return nil, spans.CacheNone, ErrNotFound
 	}
 	src, memo := revision.Of(r.Reader)
 	if !memo {
 		c, err := r.lookup(ctx, clientID)
-		return c, memoNone, err
+		return c, spans.CacheNone, err
 	}
 	// The revision is read before the objects, so a change during the read makes the next
 	// call read again (revision.Source).
 	rev := src.Revision()
 	if res, ok := r.lookups.Get(rev, clientID); ok {
-		return res.c, memoHit, res.err
+		return res.c, spans.CacheHit, res.err
 	}
 	c, err := r.lookup(ctx, clientID)
 	if err == nil || errors.Is(err, ErrNotFound) {
 		r.lookups.Put(rev, clientID, lookupResult{c: c, err: err}, maxMemo)
 	}
-	return c, memoMiss, err
+	return c, spans.CacheMiss, err
 }
 
 func (r *Registry) lookup(ctx context.Context, clientID string) (*latchkeyv1.OAuthClient, error) {
@@ -196,22 +186,22 @@ func (r *Registry) Credentials(ctx context.Context, c *latchkeyv1.OAuthClient) (
 	return creds, err
 }
 
-func (r *Registry) credentialsMemo(ctx context.Context, c *latchkeyv1.OAuthClient) (*Credentials, cacheState, error) {
+func (r *Registry) credentialsMemo(ctx context.Context, c *latchkeyv1.OAuthClient) (*Credentials, spans.Cache, error) {
 	src, memo := revision.Of(r.Reader)
 	if !memo {
 		creds, err := r.credentials(ctx, c)
-		return creds, memoNone, err
+		return creds, spans.CacheNone, err
 	}
 	rev := src.Revision()
 	key := client.ObjectKey{Namespace: c.Namespace, Name: c.EffectiveSecretName()}
 	if res, ok := r.creds.Get(rev, key); ok {
-		return res.creds, memoHit, res.err
+		return res.creds, spans.CacheHit, res.err
 	}
 	creds, err := r.credentials(ctx, c)
 	if err == nil || errors.Is(err, ErrNotFound) {
 		r.creds.Put(rev, key, credsResult{creds: creds, err: err}, maxMemo)
 	}
-	return creds, memoMiss, err
+	return creds, spans.CacheMiss, err
 }
 
 // tracer is the global provider's tracer for this package (package spans).
@@ -220,10 +210,8 @@ var tracer = spans.Tracer("github.com/latchkey-dev/latchkey/server/clients")
 // endSpan records whether a memo answered (latchkey.cache.hit, absent when the Reader keeps
 // no memo) and the outcome of err, and ends span. Not synced is a failure (the server answers
 // 503); an unknown client is an answer.
-func endSpan(span trace.Span, cached cacheState, err error) {
-	if cached != memoNone {
-		span.SetAttributes(spans.CacheHitKey.Bool(cached == memoHit))
-	}
+func endSpan(span trace.Span, cached spans.Cache, err error) {
+	spans.SetCache(span, cached)
 	switch {
 	case err == nil:
 		spans.End(span, spans.OutcomeOK, false)

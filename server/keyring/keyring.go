@@ -160,7 +160,7 @@ func New(o Options) *Keyring {
 // In a traced request it is the span "keyring.Signer", with the kid it chose (package spans).
 func (k *Keyring) Signer(ctx context.Context) (*Signer, error) {
 	ctx, span := spans.Start(ctx, tracer, "keyring.Signer")
-	st, cached, err := k.signingState(ctx)
+	st, cached, err := k.signingKeys(ctx)
 	var signer *Signer
 	if err == nil {
 		signer, err = st.activeAt(k.o.Clock.Now())
@@ -174,34 +174,24 @@ func (k *Keyring) Signer(ctx context.Context) (*Signer, error) {
 	return signer, err
 }
 
-// cacheState says whether the memo answered a call: memoNone when the Reader keeps no
-// revision, so every call reads it.
-type cacheState int
-
-const (
-	memoNone cacheState = iota
-	memoMiss
-	memoHit
-)
-
-// signingState reads the keys that may sign, or takes them from the memo.
-func (k *Keyring) signingState(ctx context.Context) (*signingState, cacheState, error) {
+// signingKeys reads the keys that may sign, or takes them from the memo.
+func (k *Keyring) signingKeys(ctx context.Context) (*signingState, spans.Cache, error) {
 	src, memo := revision.Of(k.o.Reader)
 	if !memo {
 		st, err := k.readSigning(ctx)
-		return st, memoNone, err
+		return st, spans.CacheNone, err
 	}
 	// The revision is read before the objects (revision.Source).
 	rev := src.Revision()
 	if st, ok := k.signing.Get(rev, struct{}{}); ok {
-		return st, memoHit, nil
+		return st, spans.CacheHit, nil
 	}
 	st, err := k.readSigning(ctx)
 	if err != nil {
-		return nil, memoMiss, err
+		return nil, spans.CacheMiss, err
 	}
 	k.signing.Put(rev, struct{}{}, st, 1)
-	return st, memoMiss, nil
+	return st, spans.CacheMiss, nil
 }
 
 // tracer is the global provider's tracer for this package (package spans).
@@ -210,10 +200,8 @@ var tracer = spans.Tracer("github.com/latchkey-dev/latchkey/server/keyring")
 // endSpan records whether the memo answered (latchkey.cache.hit, absent when the Reader keeps
 // no memo) and the outcome of err, and ends span. No usable key is a failure: the server
 // answers 503.
-func endSpan(span trace.Span, cached cacheState, err error) {
-	if cached != memoNone {
-		span.SetAttributes(spans.CacheHitKey.Bool(cached == memoHit))
-	}
+func endSpan(span trace.Span, cached spans.Cache, err error) {
+	spans.SetCache(span, cached)
 	switch {
 	case err == nil:
 		spans.End(span, spans.OutcomeOK, false)
@@ -414,22 +402,22 @@ func (k *Keyring) JWKS(ctx context.Context) (*JWKS, error) {
 	return j, err
 }
 
-func (k *Keyring) jwksMemoized(ctx context.Context) (*JWKS, cacheState, error) {
+func (k *Keyring) jwksMemoized(ctx context.Context) (*JWKS, spans.Cache, error) {
 	src, memo := revision.Of(k.o.Reader)
 	if !memo {
 		j, err := k.readJWKS(ctx)
-		return j, memoNone, err
+		return j, spans.CacheNone, err
 	}
 	rev := src.Revision()
 	if j, ok := k.jwksMemo.Get(rev, struct{}{}); ok {
-		return j, memoHit, nil
+		return j, spans.CacheHit, nil
 	}
 	j, err := k.readJWKS(ctx)
 	if err != nil {
-		return nil, memoMiss, err
+		return nil, spans.CacheMiss, err
 	}
 	k.jwksMemo.Put(rev, struct{}{}, j, 1)
-	return j, memoMiss, nil
+	return j, spans.CacheMiss, nil
 }
 
 func (k *Keyring) readJWKS(ctx context.Context) (*JWKS, error) {

@@ -27,7 +27,7 @@ const (
 	// OutcomeKey is how the operation ended: "ok" or a short error class ("not_found",
 	// "unavailable", ...).
 	OutcomeKey = attribute.Key("latchkey.outcome")
-	// CacheHitKey says whether an in-memory cache answered without reading the object store.
+	// CacheHitKey says whether a memo answered without reading the object cache (SetCache).
 	CacheHitKey = attribute.Key("latchkey.cache.hit")
 	// KeyIDKey is the kid of the signing key (public: it is in every token header and /jwks).
 	KeyIDKey = attribute.Key("latchkey.key.id")
@@ -47,6 +47,27 @@ func Tracer(pkg string) trace.Tracer { return otel.Tracer(pkg) }
 
 // noop is the span returned when no span is started; ending it does nothing.
 var noop = trace.SpanFromContext(context.Background())
+
+// Cache says how a lookup that can be memoized was answered.
+type Cache uint8
+
+// The answers of a memoized lookup.
+const (
+	// CacheNone: there is no memo (the Reader keeps no revision, as the manager's informer
+	// cache does), so every call reads the object cache. latchkey.cache.hit is not set.
+	CacheNone Cache = iota
+	// CacheMiss: the memo had no answer, and the objects were read.
+	CacheMiss
+	// CacheHit: the memo answered without reading anything.
+	CacheHit
+)
+
+// SetCache records latchkey.cache.hit on span, unless c is CacheNone.
+func SetCache(span trace.Span, c Cache) {
+	if c != CacheNone && span.IsRecording() {
+		span.SetAttributes(CacheHitKey.Bool(c == CacheHit))
+	}
+}
 
 // Start starts span name as a child of the span in ctx, if that one is recording. Otherwise it
 // returns ctx unchanged and a non-recording span, allocating nothing. Callers set attributes
