@@ -51,8 +51,9 @@ func newScheme() *runtime.Scheme {
 }
 
 // runCluster runs the controller-runtime manager: the controllers (leader only) and the token
-// server (every replica), both reading from one informer cache.
-func runCluster(ctx context.Context, cfg Config, log logr.Logger) error {
+// server (every replica), both reading from one informer cache. tracing turns the server's
+// OpenTelemetry spans on (internal/telemetry has set the provider).
+func runCluster(ctx context.Context, cfg Config, log logr.Logger, tracing bool) error {
 	ctrl.SetLogger(log)
 	restCfg, err := restConfig(cfg.Kubeconfig)
 	if err != nil {
@@ -123,6 +124,7 @@ func runCluster(ctx context.Context, cfg Config, log logr.Logger) error {
 			Registerer:     ctrlmetrics.Registry,
 			CacheSynced:    synced.Load,
 			TrustedProxies: cfg.TrustedProxies,
+			Tracing:        tracing,
 		})
 		if err != nil {
 			return fmt.Errorf("create token server: %w", err)

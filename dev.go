@@ -12,7 +12,8 @@ import (
 
 // runDev serves the issuer with no cluster: objects from --manifests, state in memory (or
 // --redis-url). The reconcilers and the token server are the same code as in a cluster.
-func runDev(ctx context.Context, cfg Config, log logr.Logger, stdout io.Writer) error {
+// tracing turns the server's OpenTelemetry spans on (internal/telemetry has set the provider).
+func runDev(ctx context.Context, cfg Config, log logr.Logger, stdout io.Writer, tracing bool) error {
 	ctrl.SetLogger(log)
 	return devmode.Run(ctx, devmode.Options{
 		Scheme:                  newScheme(),
@@ -26,5 +27,6 @@ func runDev(ctx context.Context, cfg Config, log logr.Logger, stdout io.Writer) 
 		ClientSecretGracePeriod: cfg.ClientSecretGracePeriod,
 		Log:                     log,
 		Out:                     stdout,
+		Tracing:                 tracing,
 	})
 }

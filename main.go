@@ -12,6 +12,11 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	"github.com/latchkey-dev/latchkey/internal/telemetry"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -36,8 +41,29 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	log := newLogger(cfg, stderr)
-	if cfg.Dev {
-		return runDev(ctx, cfg, log, stdout)
+	tracing, err := telemetry.Setup(ctx, telemetry.Options{ServiceVersion: version, Log: log.WithName("otel")})
+	if err != nil {
+		return err
 	}
-	return runCluster(ctx, cfg, log)
+	if tracing.Enabled() {
+		log.Info("OpenTelemetry tracing enabled", "exporter", "otlp", "protocol", tracing.Protocol())
+	}
+	defer shutdownTracing(tracing, log)
+	if cfg.Dev {
+		return runDev(ctx, cfg, log, stdout, tracing.Enabled())
+	}
+	return runCluster(ctx, cfg, log, tracing.Enabled())
+}
+
+// tracingShutdownTimeout bounds the flush of the spans still queued at exit, so an unreachable
+// collector cannot hold up a shutdown.
+const tracingShutdownTimeout = 5 * time.Second
+
+// shutdownTracing flushes and stops tracing. ctx of run has ended by then, so it gets its own.
+func shutdownTracing(t *telemetry.Tracing, log logr.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), tracingShutdownTimeout)
+	defer cancel()
+	if err := t.Shutdown(ctx); err != nil {
+		log.Error(err, "Tracing shutdown failed; queued spans were dropped")
+	}
 }

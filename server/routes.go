@@ -12,7 +12,7 @@ import (
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	handle := func(pattern, name string, h http.Handler) {
-		mux.Handle(pattern, endpoint(name, h))
+		mux.Handle(pattern, endpoint(name, s.traceRoute(pattern, h)))
 	}
 
 	// Token endpoint (RFC 6749 §3.2) and its neighbours: form-encoded POSTs, never cached.
@@ -59,11 +59,13 @@ func (s *Server) routes() http.Handler {
 	handle("GET "+s.route(pathHealthz), "healthz", http.HandlerFunc(s.handleHealthz))
 	handle("GET "+s.route(pathReadyz), "readyz", http.HandlerFunc(s.handleReadyz))
 
-	return chain(mux,
+	// The trace* middleware (tracing.go) is there only with Options.Tracing.
+	return s.traceHTTP(chain(mux,
 		withRequestID,
 		s.observe,
+		s.traceRequest,
 		s.recoverPanic,
 		withSecurityHeaders,
 		limitBody,
-	)
+	))
 }

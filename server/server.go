@@ -22,6 +22,7 @@ import (
 	"github.com/latchkey-dev/latchkey/server/keyring"
 	"github.com/latchkey-dev/latchkey/server/oautherr"
 	"github.com/latchkey-dev/latchkey/server/store"
+	"github.com/latchkey-dev/latchkey/server/store/tracedstore"
 )
 
 // Defaults of Options.
@@ -80,6 +81,11 @@ type Options struct {
 	// Login configures the login and consent pages: session lifetimes, consent memory and
 	// brute-force limits (zero fields take their defaults).
 	Login LoginOptions
+	// Tracing adds OpenTelemetry spans (tracing.go): an otelhttp server span per request, named
+	// after its route, and a child span per store call (tracedstore). Spans go to the global
+	// TracerProvider, which internal/telemetry sets from the OTEL_* environment. Off, the
+	// handler has no tracing middleware and the store is not wrapped.
+	Tracing bool
 }
 
 // Server is the token server. Build it with New.
@@ -132,6 +138,9 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.Log.GetSink() == nil {
 		opts.Log = logr.Discard()
+	}
+	if opts.Tracing {
+		opts.Store = tracedstore.New(opts.Store)
 	}
 	synced := opts.CacheSynced
 	if synced == nil {

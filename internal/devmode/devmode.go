@@ -48,6 +48,8 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Ready, when set, is called with the bound address once the issuer serves (tests use it).
 	Ready func(addr string)
+	// Tracing is server.Options.Tracing.
+	Tracing bool
 }
 
 // maxRequeue is the longest the loop sleeps; the fake client has no watches, so this bounds how
@@ -89,6 +91,7 @@ func Run(ctx context.Context, o Options) error {
 		Log:         o.Log.WithName("server"),
 		Registerer:  reg,
 		CacheSynced: synced.Load,
+		Tracing:     o.Tracing,
 	})
 	if err != nil {
 		return fmt.Errorf("create token server: %w", err)

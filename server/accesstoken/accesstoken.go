@@ -27,6 +27,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"k8s.io/utils/clock"
 
+	"github.com/latchkey-dev/latchkey/internal/telemetry/spans"
 	"github.com/latchkey-dev/latchkey/server/internal/jwsalg"
 	"github.com/latchkey-dev/latchkey/server/keyring"
 	"github.com/latchkey-dev/latchkey/server/store"
@@ -153,6 +154,10 @@ type Minter struct {
 	Clock clock.PassiveClock
 }
 
+// tracer is the global provider's tracer for this package. Mint's signing is the span
+// "accesstoken.Sign" when the request is traced (package spans).
+var tracer = spans.Tracer("github.com/latchkey-dev/latchkey/server/accesstoken")
+
 // payloads holds the buffers the claims are written into before SignAccessToken encodes them
 // into the token: they are garbage once it returns, on every token request.
 var payloads = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
@@ -195,11 +200,21 @@ func (m *Minter) Mint(ctx context.Context, p Params) (*Token, error) {
 	if !p.AuthTime.IsZero() {
 		c.AuthTime = p.AuthTime.Unix()
 	}
+	_, span := spans.Start(ctx, tracer, "accesstoken.Sign")
 	bp := payloads.Get().(*[]byte)
 	*bp = c.appendJSON((*bp)[:0])
 	raw, err := signer.SignAccessToken(*bp)
 	if cap(*bp) <= maxPayloadCap {
 		payloads.Put(bp)
+	}
+	if span.IsRecording() {
+		span.SetAttributes(spans.ClientIDKey.String(p.ClientID), spans.KeyIDKey.String(signer.KeyID),
+			spans.AlgorithmKey.String(string(signer.Algorithm)))
+		outcome := spans.OutcomeOK
+		if err != nil {
+			outcome = spans.OutcomeError
+		}
+		spans.End(span, outcome, err != nil)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("mint access token: %w", err)

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -19,6 +20,7 @@ import (
 
 	latchkeyv1 "github.com/latchkey-dev/latchkey/api/v1alpha1"
 	"github.com/latchkey-dev/latchkey/internal/revision"
+	"github.com/latchkey-dev/latchkey/internal/telemetry/spans"
 )
 
 // Errors of the Registry.
@@ -70,28 +72,43 @@ type credsResult struct {
 // controller decides clientID conflicts (DESIGN: the oldest resource wins; the others report
 // ClientIDConflict and are not Ready anyway). The returned object is shared with the cache and
 // must not be modified.
+//
+// In a traced request it is the span "clients.Lookup" (package spans).
 func (r *Registry) Lookup(ctx context.Context, clientID string) (*latchkeyv1.OAuthClient, error) {
+	ctx, span := spans.Start(ctx, tracer, "clients.Lookup")
+	c, cached, err := r.lookupMemo(ctx, clientID)
+	if span.IsRecording() {
+		if clientID != "" && len(clientID) <= maxClientIDLength {
+			span.SetAttributes(spans.ClientIDKey.String(clientID))
+		}
+		endSpan(span, cached, err)
+	}
+	return c, err
+}
+
+func (r *Registry) lookupMemo(ctx context.Context, clientID string) (*latchkeyv1.OAuthClient, spans.Cache, error) {
 	if r.Synced != nil && !r.Synced() {
-		return nil, ErrNotSynced
+		return nil, spans.CacheNone, ErrNotSynced
 	}
 	if clientID == "" || len(clientID) > maxClientIDLength {
-		return nil, ErrNotFound
+		return nil, spans.CacheNone, ErrNotFound
 	}
 	src, memo := revision.Of(r.Reader)
 	if !memo {
-		return r.lookup(ctx, clientID)
+		c, err := r.lookup(ctx, clientID)
+		return c, spans.CacheNone, err
 	}
 	// The revision is read before the objects, so a change during the read makes the next
 	// call read again (revision.Source).
 	rev := src.Revision()
 	if res, ok := r.lookups.Get(rev, clientID); ok {
-		return res.c, res.err
+		return res.c, spans.CacheHit, res.err
 	}
 	c, err := r.lookup(ctx, clientID)
 	if err == nil || errors.Is(err, ErrNotFound) {
 		r.lookups.Put(rev, clientID, lookupResult{c: c, err: err}, maxMemo)
 	}
-	return c, err
+	return c, spans.CacheMiss, err
 }
 
 func (r *Registry) lookup(ctx context.Context, clientID string) (*latchkeyv1.OAuthClient, error) {
@@ -156,21 +173,55 @@ func newCredentials(current, previous []byte, previousExpiresAt time.Time) *Cred
 // missing Secret, or one without client-secret, is ErrNotFound: the client cannot
 // authenticate until its Secret is back (SECURITY-CASES 91, never a 500). Like Lookup, it
 // keeps its answer while the Reader's revision holds.
+//
+// In a traced request it is the span "clients.Credentials", which records the client id and
+// never a secret (package spans).
 func (r *Registry) Credentials(ctx context.Context, c *latchkeyv1.OAuthClient) (*Credentials, error) {
+	ctx, span := spans.Start(ctx, tracer, "clients.Credentials")
+	creds, cached, err := r.credentialsMemo(ctx, c)
+	if span.IsRecording() {
+		span.SetAttributes(spans.ClientIDKey.String(c.EffectiveClientID()))
+		endSpan(span, cached, err)
+	}
+	return creds, err
+}
+
+func (r *Registry) credentialsMemo(ctx context.Context, c *latchkeyv1.OAuthClient) (*Credentials, spans.Cache, error) {
 	src, memo := revision.Of(r.Reader)
 	if !memo {
-		return r.credentials(ctx, c)
+		creds, err := r.credentials(ctx, c)
+		return creds, spans.CacheNone, err
 	}
 	rev := src.Revision()
 	key := client.ObjectKey{Namespace: c.Namespace, Name: c.EffectiveSecretName()}
 	if res, ok := r.creds.Get(rev, key); ok {
-		return res.creds, res.err
+		return res.creds, spans.CacheHit, res.err
 	}
 	creds, err := r.credentials(ctx, c)
 	if err == nil || errors.Is(err, ErrNotFound) {
 		r.creds.Put(rev, key, credsResult{creds: creds, err: err}, maxMemo)
 	}
-	return creds, err
+	return creds, spans.CacheMiss, err
+}
+
+// tracer is the global provider's tracer for this package (package spans).
+var tracer = spans.Tracer("github.com/latchkey-dev/latchkey/server/clients")
+
+// endSpan records whether a memo answered (latchkey.cache.hit, absent when the Reader keeps
+// no memo) and the outcome of err, and ends span. Not synced is a failure (the server answers
+// 503); an unknown client is an answer.
+func endSpan(span trace.Span, cached spans.Cache, err error) {
+	spans.SetCache(span, cached)
+	switch {
+	case err == nil:
+		spans.End(span, spans.OutcomeOK, false)
+	case errors.Is(err, ErrNotFound):
+		spans.End(span, "not_found", false)
+	case errors.Is(err, ErrNotSynced):
+		spans.End(span, "not_synced", true)
+	default:
+		spans.End(span, spans.OutcomeError, true)
+	}
 }
 
 func (r *Registry) credentials(ctx context.Context, c *latchkeyv1.OAuthClient) (*Credentials, error) {

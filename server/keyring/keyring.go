@@ -27,6 +27,7 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-logr/logr"
+	"go.opentelemetry.io/otel/trace"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
@@ -36,6 +37,7 @@ import (
 	latchkeyv1 "github.com/latchkey-dev/latchkey/api/v1alpha1"
 	"github.com/latchkey-dev/latchkey/internal/keymaterial"
 	"github.com/latchkey-dev/latchkey/internal/revision"
+	"github.com/latchkey-dev/latchkey/internal/telemetry/spans"
 	"github.com/latchkey-dev/latchkey/server/internal/jwsalg"
 )
 
@@ -154,26 +156,60 @@ func New(o Options) *Keyring {
 //
 // When the Reader implements revision.Source, the keys read are kept until its revision
 // changes; only the choice of the active key, which depends on the time, is made per call.
+//
+// In a traced request it is the span "keyring.Signer", with the kid it chose (package spans).
 func (k *Keyring) Signer(ctx context.Context) (*Signer, error) {
+	ctx, span := spans.Start(ctx, tracer, "keyring.Signer")
+	st, cached, err := k.signingKeys(ctx)
+	var signer *Signer
+	if err == nil {
+		signer, err = st.activeAt(k.o.Clock.Now())
+	}
+	if span.IsRecording() {
+		if signer != nil {
+			span.SetAttributes(spans.KeyIDKey.String(signer.KeyID), spans.AlgorithmKey.String(string(signer.Algorithm)))
+		}
+		endSpan(span, cached, err)
+	}
+	return signer, err
+}
+
+// signingKeys reads the keys that may sign, or takes them from the memo.
+func (k *Keyring) signingKeys(ctx context.Context) (*signingState, spans.Cache, error) {
 	src, memo := revision.Of(k.o.Reader)
 	if !memo {
 		st, err := k.readSigning(ctx)
-		if err != nil {
-			return nil, err
-		}
-		return st.activeAt(k.o.Clock.Now())
+		return st, spans.CacheNone, err
 	}
 	// The revision is read before the objects (revision.Source).
 	rev := src.Revision()
-	st, ok := k.signing.Get(rev, struct{}{})
-	if !ok {
-		var err error
-		if st, err = k.readSigning(ctx); err != nil {
-			return nil, err
-		}
-		k.signing.Put(rev, struct{}{}, st, 1)
+	if st, ok := k.signing.Get(rev, struct{}{}); ok {
+		return st, spans.CacheHit, nil
 	}
-	return st.activeAt(k.o.Clock.Now())
+	st, err := k.readSigning(ctx)
+	if err != nil {
+		return nil, spans.CacheMiss, err
+	}
+	k.signing.Put(rev, struct{}{}, st, 1)
+	return st, spans.CacheMiss, nil
+}
+
+// tracer is the global provider's tracer for this package (package spans).
+var tracer = spans.Tracer("github.com/latchkey-dev/latchkey/server/keyring")
+
+// endSpan records whether the memo answered (latchkey.cache.hit, absent when the Reader keeps
+// no memo) and the outcome of err, and ends span. No usable key is a failure: the server
+// answers 503.
+func endSpan(span trace.Span, cached spans.Cache, err error) {
+	spans.SetCache(span, cached)
+	switch {
+	case err == nil:
+		spans.End(span, spans.OutcomeOK, false)
+	case errors.Is(err, ErrNoSigningKey):
+		spans.End(span, "no_signing_key", true)
+	default:
+		spans.End(span, spans.OutcomeError, true)
+	}
 }
 
 // signingState is what Signer reads from the objects: the keys that may sign, with their
@@ -355,21 +391,33 @@ func usable(keys []jose.JSONWebKey) []jose.JSONWebKey {
 //
 // When the Reader implements revision.Source, the set is returned without any read until its
 // revision changes.
+//
+// In a traced request it is the span "keyring.JWKS" (package spans).
 func (k *Keyring) JWKS(ctx context.Context) (*JWKS, error) {
+	ctx, span := spans.Start(ctx, tracer, "keyring.JWKS")
+	j, cached, err := k.jwksMemoized(ctx)
+	if span.IsRecording() {
+		endSpan(span, cached, err)
+	}
+	return j, err
+}
+
+func (k *Keyring) jwksMemoized(ctx context.Context) (*JWKS, spans.Cache, error) {
 	src, memo := revision.Of(k.o.Reader)
 	if !memo {
-		return k.readJWKS(ctx)
+		j, err := k.readJWKS(ctx)
+		return j, spans.CacheNone, err
 	}
 	rev := src.Revision()
 	if j, ok := k.jwksMemo.Get(rev, struct{}{}); ok {
-		return j, nil
+		return j, spans.CacheHit, nil
 	}
 	j, err := k.readJWKS(ctx)
 	if err != nil {
-		return nil, err
+		return nil, spans.CacheMiss, err
 	}
 	k.jwksMemo.Put(rev, struct{}{}, j, 1)
-	return j, nil
+	return j, spans.CacheMiss, nil
 }
 
 func (k *Keyring) readJWKS(ctx context.Context) (*JWKS, error) {
