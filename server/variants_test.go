@@ -388,3 +388,130 @@ func TestFormLimitsEverywhere(t *testing.T) {
 	// The pending request was never consumed by any of this.
 	e.codeFrom(t, b.submitConsent(b.follow(b.submitLogin(page, "alice", alicePassword)), "allow"), webRedirect, "st-web")
 }
+
+// Case 97 (malformed headers): hostile values of every header the server reads never reach a
+// panic or a 500. Each request gets a precise 4xx (or the endpoint's normal answer), and the JSON
+// endpoints still answer JSON with no-store.
+func TestMalformedHeadersNeverPanic(t *testing.T) {
+	e := newFlowEnv(t, nil)
+	huge := strings.Repeat("A", 1<<20)
+	headers := map[string][]string{
+		"Authorization": {"", "Basic", "Basic ", "Basic =", "Basic " + base64Std(":"), "Basic " + base64Std("svc"),
+			"Basic " + base64Std("svc:"), "Basic " + base64Std(":secret"), "Basic " + base64Std("\xff:\xfe"),
+			"Basic " + base64Std("%zz:%zz"), "Basic " + huge, "Bearer", "Bearer ", "Bearer a.b", "Bearer " + huge,
+			"Bearer " + strings.Repeat(".", 100000), "Digest x", "Basic\x00" + base64Std("svc:x"), "\xff\xfe"},
+		"Content-Type": {"", "application/x-www-form-urlencoded; charset=utf-16", "application/x-www-form-urlencoded; charset",
+			"application/x-www-form-urlencoded;;", "multipart/form-data; boundary=", "text/plain", "\x00", huge},
+		"Cookie":          {"latchkey-browser=\xff", "__Host-latchkey-session=" + huge, "__Host-latchkey-browser=;;;", "=", "a=\"\x00\""},
+		"Origin":          {"null", "\xff", "https://", "https://app.example.test:99999", "javascript:alert(1)", huge},
+		"X-Forwarded-For": {"", "::::", "1.2.3.4, \xff", strings.Repeat("1.1.1.1,", 10000), "999.999.999.999"},
+		"Forwarded":       {"for=\"[::1\"", "host=evil.example;proto=javascript"},
+		"Sec-Fetch-Site":  {"\xff", "cross-site, same-origin"},
+		"Accept":          {"\x00", huge},
+	}
+	type target struct {
+		method, path, body string
+		json               bool
+	}
+	targets := []target{
+		{http.MethodPost, "/token", "grant_type=client_credentials", true},
+		{http.MethodPost, "/introspect", "token=x", true},
+		{http.MethodPost, "/revoke", "token=x", true},
+		{http.MethodGet, "/userinfo", "", true},
+		{http.MethodGet, "/jwks", "", true},
+		{http.MethodGet, "/.well-known/openid-configuration", "", true},
+		{http.MethodGet, "/authorize?" + authz("spa", spaRedirect, "openid", newPKCE()).Encode(), "", false},
+		{http.MethodPost, "/login", "request_id=x&csrf_token=y&username=alice&password=z", false},
+		{http.MethodPost, "/consent", "request_id=x&csrf_token=y&decision=allow", false},
+	}
+	for _, tg := range targets {
+		for name, values := range headers {
+			for i, v := range values {
+				req := httptest.NewRequest(tg.method, tg.path, strings.NewReader(tg.body))
+				if tg.body != "" {
+					req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+				}
+				req.Header[name] = []string{v}
+				if name == "Authorization" && i == 0 {
+					req.Header[name] = []string{v, v} // a repeated, empty header
+				}
+				rec := e.do(req)
+				if rec.Code >= 500 {
+					t.Fatalf("%s %s with %s #%d: %d %s", tg.method, tg.path, name, i, rec.Code, rec.Body.String()[:min(rec.Body.Len(), 200)])
+				}
+				// A 401 of /userinfo without credentials has no body (RFC 6750 §3.1).
+				if tg.json && rec.Code >= 400 && rec.Body.Len() > 0 {
+					if !strings.HasPrefix(rec.Header().Get("Content-Type"), "application/json") {
+						t.Fatalf("%s %s with %s #%d: %d, content type %q", tg.method, tg.path, name, i, rec.Code, rec.Header().Get("Content-Type"))
+					}
+					assertNoStore(t, rec)
+				}
+			}
+		}
+	}
+}
+
+// Size bounds and encodings beyond the form limits (case 93 and 10, variants): every value that
+// is stored, hashed or echoed has a bound, and the answer past it is the precise OAuth error of
+// that parameter, never a 500; double percent-encoding is not undone.
+func TestSizeBoundsAndEncodings(t *testing.T) {
+	e := newFlowEnv(t, nil)
+	b := e.browser(t)
+	p := newPKCE()
+	e.logs.forbid(p.verifier)
+	t.Run("authorize", func(t *testing.T) {
+		assertErrorPage(t, b.authorize(authz("spa", "http://127.0.0.1/"+strings.Repeat("a", 2048), "openid", p)),
+			http.StatusBadRequest, "invalid_request")
+		assertErrorPage(t, b.authorize(authz(strings.Repeat("c", 10000), spaRedirect, "openid", p)), http.StatusBadRequest, "invalid_client")
+		// Double encoding: %2561 decodes once, to a literal "%61", which names no client.
+		q := authz("spa", spaRedirect, "openid", p)
+		q.Del("client_id")
+		assertErrorPage(t, b.get("/authorize?"+q.Encode()+"&client_id=sp%2561"), http.StatusBadRequest, "invalid_client")
+		q = authz("spa", "", "openid", p)
+		assertErrorPage(t, b.get("/authorize?"+q.Encode()+"&redirect_uri=http%253A%252F%252F127.0.0.1%252Fcallback"),
+			http.StatusBadRequest, "invalid_request")
+		many := "openid"
+		for i := range 70 {
+			many += " s" + strconv.Itoa(i)
+		}
+		if got := authzError(t, b.authorize(authz("spa", spaRedirect, many, p)), spaRedirect, "st-spa"); got != "invalid_scope" {
+			t.Fatalf("70 scope values: %s", got)
+		}
+		long := "openid " + strings.Repeat("x", 9000)
+		if got := authzError(t, b.authorize(authz("spa", spaRedirect, long, p)), spaRedirect, "st-spa"); got != "invalid_scope" {
+			t.Fatalf("a 9000-character scope: %s", got)
+		}
+	})
+	t.Run("token", func(t *testing.T) {
+		for name, form := range map[string]url.Values{
+			"a 60 KiB code": {"grant_type": {"authorization_code"}, "code": {strings.Repeat("c", 60<<10)},
+				"code_verifier": {p.verifier}, "client_id": {"spa"}},
+			"a 60 KiB refresh token":       {"grant_type": {"refresh_token"}, "refresh_token": {strings.Repeat("r", 60<<10)}, "client_id": {"spa"}},
+			"a refresh token of 1000 dots": {"grant_type": {"refresh_token"}, "refresh_token": {strings.Repeat(".", 1000)}, "client_id": {"spa"}},
+		} {
+			t.Run(name, func(t *testing.T) {
+				rec := e.post("/token", form)
+				if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), `"error":"invalid_grant"`) {
+					t.Fatalf("%d %s", rec.Code, rec.Body)
+				}
+			})
+		}
+		rec := e.post("/token", url.Values{"grant_type": {"client_credentials"}, "client_id": {strings.Repeat("c", 60<<10)},
+			"client_secret": {"x"}})
+		assertError(t, rec, http.StatusUnauthorized, "invalid_client", "client authentication failed")
+		rec = e.post("/token", url.Values{"grant_type": {strings.Repeat("g", 60<<10)}}, basic("svc", e.svcSecret))
+		if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), `"error":"unsupported_grant_type"`) ||
+			strings.Contains(rec.Body.String(), "gggg") {
+			t.Fatalf("%d %s", rec.Code, rec.Body)
+		}
+	})
+	t.Run("introspect and revoke", func(t *testing.T) {
+		for _, tok := range []string{strings.Repeat("t", 60<<10), strings.Repeat(".", 60<<10), "e" + strings.Repeat(".e", 30000)} {
+			status, m := e.introspect("svc", e.svcSecret, tok)
+			assertInactive(t, status, m)
+			if rec := e.post("/revoke", url.Values{"token": {tok}}, basic("svc", e.svcSecret)); rec.Code != http.StatusOK {
+				t.Fatalf("revoke: %d %s", rec.Code, rec.Body)
+			}
+		}
+	})
+}
