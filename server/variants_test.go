@@ -14,8 +14,8 @@ import (
 	"github.com/latchkey-dev/latchkey/server/httpx"
 )
 
-// with returns a copy of q with name set to value.
-func with(q url.Values, name, value string) url.Values {
+// withParam returns a copy of q with name set to value.
+func withParam(q url.Values, name, value string) url.Values {
 	out := url.Values{}
 	for k, v := range q {
 		out[k] = v
@@ -128,7 +128,7 @@ func TestStateAndScopeCharacterVariants(t *testing.T) {
 		"quotes and angle":        `"><script>alert(1)</script>`,
 	} {
 		t.Run("state "+name, func(t *testing.T) {
-			rec := b.authorize(with(authz("spa", spaRedirect, "openid", p), "state", state))
+			rec := b.authorize(withParam(authz("spa", spaRedirect, "openid", p), "state", state))
 			if loc := rec.Header().Get("Location"); strings.ContainsAny(loc, "\r\n\x00") {
 				t.Fatalf("raw control characters in Location %q", loc)
 			}
@@ -308,12 +308,12 @@ func TestDuplicateParametersEverywhere(t *testing.T) {
 	})
 }
 
-// countingReader counts the bytes a handler reads from a request body.
-type countingReader struct {
+// endlessReader is a body that never ends; it counts the bytes a handler reads from it.
+type endlessReader struct {
 	n atomic.Int64
 }
 
-func (c *countingReader) Read(p []byte) (int, error) {
+func (c *endlessReader) Read(p []byte) (int, error) {
 	for i := range p {
 		p[i] = 'a'
 	}
@@ -357,7 +357,7 @@ func TestFormLimitsEverywhere(t *testing.T) {
 			assertError(t, rec, http.StatusBadRequest, "invalid_request", desc)
 		}
 		t.Run(path+" endless body", func(t *testing.T) {
-			body := &countingReader{}
+			body := &endlessReader{}
 			rec := send(io.MultiReader(strings.NewReader(prefix), body), -1)
 			check(t, rec, "request body too large")
 			if n := body.n.Load(); n > httpx.MaxFormBytes+64<<10 {
@@ -365,7 +365,7 @@ func TestFormLimitsEverywhere(t *testing.T) {
 			}
 		})
 		t.Run(path+" declared 10 MB", func(t *testing.T) {
-			body := &countingReader{}
+			body := &endlessReader{}
 			rec := send(io.MultiReader(strings.NewReader(prefix), io.LimitReader(body, 10<<20)), 10<<20)
 			check(t, rec, "request body too large")
 			if n := body.n.Load(); n > httpx.MaxFormBytes+64<<10 {
