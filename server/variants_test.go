@@ -278,6 +278,15 @@ func TestDuplicateParametersEverywhere(t *testing.T) {
 		})
 	}
 
+	t.Run("authorize: POST with parameters in the query too", func(t *testing.T) {
+		// Which client_id counts, the query's or the body's? Neither: an error page.
+		b := e.browser(t)
+		req := httptest.NewRequest(http.MethodPost, "/authorize?client_id=web",
+			strings.NewReader(authz("spa", spaRedirect, "openid", newPKCE()).Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		assertErrorPage(t, b.do(req), http.StatusBadRequest, "invalid_request")
+	})
+
 	t.Run("login and consent", func(t *testing.T) {
 		b := e.browser(t)
 		page := b.follow(b.authorize(authz("web", webRedirect, "openid", newPKCE())))
