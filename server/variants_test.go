@@ -524,3 +524,31 @@ func TestSizeBoundsAndEncodings(t *testing.T) {
 		}
 	})
 }
+
+// Case 58 at the server: an ID token, signed by the same key as the access tokens, is not an
+// access token. /userinfo refuses it as a bearer token and introspection calls it inactive;
+// a refresh token with the family of another grant and a forged secret finds nothing and
+// revokes neither family.
+func TestTokensAreNotInterchangeable(t *testing.T) {
+	e := newFlowEnv(t, nil)
+	tk := e.spaTokens(t, "openid profile read")
+	if tk.IDToken == "" {
+		t.Fatal("no id_token")
+	}
+	req := httptest.NewRequest(http.MethodGet, "/userinfo", nil)
+	req.Header.Set("Authorization", "Bearer "+tk.IDToken)
+	rec := e.do(req)
+	if rec.Code != http.StatusUnauthorized || !strings.Contains(rec.Header().Get("WWW-Authenticate"), `error="invalid_token"`) {
+		t.Fatalf("userinfo with an ID token: %d %q", rec.Code, rec.Header().Get("WWW-Authenticate"))
+	}
+	status, m := e.introspect("svc", e.svcSecret, tk.IDToken)
+	assertInactive(t, status, m)
+
+	other := e.spaTokens(t, "openid")
+	family, _, _ := strings.Cut(other.RefreshToken, ".")
+	_, secret, _ := strings.Cut(tk.RefreshToken, ".")
+	assertError(t, e.refresh(family+"."+secret, nil), http.StatusBadRequest, "invalid_grant", invalidRT)
+	if !e.rtLive(t, tk.RefreshToken) || !e.rtLive(t, other.RefreshToken) {
+		t.Fatal("a forged refresh token revoked a family")
+	}
+}
