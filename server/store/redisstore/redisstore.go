@@ -37,6 +37,7 @@
 // A backend failure (refused connection, timeout, exhausted pool, LOADING, CLUSTERDOWN,
 // MASTERDOWN, READONLY after a failover, MOVED after too many redirects, a context deadline)
 // is returned wrapping store.ErrUnavailable, with the cause joined, so the server answers 503.
+// With WithWaitReplicas, so is a write that too few replicas acknowledged (decision D5).
 // A key of the wrong type (corrupt state) is a plain error: the script has checked it before
 // writing anything (case 82).
 //
