@@ -49,6 +49,10 @@ type faultConfig struct {
 	redisArgs []string
 	query     string
 	flow      []flowOption
+	// oneConnectionPool switches off go-redis's separate pipeline pool, so that holding
+	// pool_size connections exhausts every connection the store can get: with it, the
+	// store's batched scripts would spill to it, which only helps.
+	oneConnectionPool bool
 }
 
 // newFaultEnv starts a redis-server with args and the server on it. query is appended to the
@@ -64,10 +68,13 @@ func newFaultEnv(t *testing.T, cfg faultConfig) *faultEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rdb, ok := redis.NewUniversalClient(o).(*redis.Client)
-	if !ok {
-		t.Fatal("not a standalone client")
+	if o.IsClusterMode || o.MasterName != "" {
+		t.Fatal("not a standalone Redis URL")
 	}
+	if cfg.oneConnectionPool {
+		o.PipelinePoolSize = -1
+	}
+	rdb := redis.NewClient(o.Simple())
 	t.Cleanup(func() { rdb.Close() })
 	fault := &scriptFault{}
 	rdb.AddHook(fault)
@@ -146,7 +153,8 @@ func isCreateCode(keys []string) bool { return len(keys) == 2 && strings.Contain
 // isRotation matches the refresh rotation script: keys family, used, access token.
 func isRotation(keys []string) bool { return len(keys) == 3 && strings.HasSuffix(keys[1], "}:used") }
 
-// timed runs one request and fails the test unless it is answered within budget.
+// timed runs one request and fails the test unless it is answered within budget; then it
+// returns nil. It may run on any goroutine (it never calls FailNow).
 func timed(t *testing.T, what string, fn func() *httptest.ResponseRecorder) *httptest.ResponseRecorder {
 	t.Helper()
 	done := make(chan *httptest.ResponseRecorder, 1)
@@ -157,9 +165,19 @@ func timed(t *testing.T, what string, fn func() *httptest.ResponseRecorder) *htt
 		t.Logf("%s: %d after %v", what, rec.Code, time.Since(start).Round(time.Millisecond))
 		return rec
 	case <-time.After(budget):
-		t.Fatalf("%s: no answer within the request budget (%v)", what, budget)
+		t.Errorf("%s: no answer within the request budget (%v)", what, budget)
 		return nil
 	}
+}
+
+// mustTimed is timed on the test's goroutine: no answer in time ends the test.
+func mustTimed(t *testing.T, what string, fn func() *httptest.ResponseRecorder) *httptest.ResponseRecorder {
+	t.Helper()
+	rec := timed(t, what, fn)
+	if rec == nil {
+		t.FailNow()
+	}
+	return rec
 }
 
 // goroutineBaseline lets a test check that a fault left no goroutine behind once it has
@@ -305,6 +323,9 @@ func (e *faultEnv) wantOutage(t *testing.T, p *outageProbe, parallel bool) {
 		t.Fatalf("%d answers", len(results))
 	}
 	for _, r := range results {
+		if r.rec == nil {
+			continue // timed failed the test
+		}
 		switch {
 		case strings.HasPrefix(r.name, "/authorize"):
 			if got := authzError(t, r.rec, spaRedirect, "st-spa"); got != "temporarily_unavailable" {
@@ -401,7 +422,7 @@ func TestRedisKilled(t *testing.T) {
 
 	t.Run("killed at code issuance", func(t *testing.T) {
 		e.fault.arm(&fault{match: isCreateCode, before: e.srv.Kill})
-		rec := timed(t, "/authorize", func() *httptest.ResponseRecorder {
+		rec := mustTimed(t, "/authorize", func() *httptest.ResponseRecorder {
 			return p.signedIn.authorize(authz("spa", spaRedirect, "openid", newPKCE()))
 		})
 		if got := authzError(t, rec, spaRedirect, "st-spa"); got != "temporarily_unavailable" {
@@ -443,7 +464,7 @@ func TestRedisKilledBetweenCommitAndReply(t *testing.T) {
 				e.srv.Kill()
 				return io.ErrUnexpectedEOF
 			}})
-			rec := timed(t, "refresh", func() *httptest.ResponseRecorder { return e.refresh(r0, nil) })
+			rec := mustTimed(t, "refresh", func() *httptest.ResponseRecorder { return e.refresh(r0, nil) })
 			assertError(t, rec, http.StatusServiceUnavailable, "temporarily_unavailable", unavailable)
 
 			e.srv.Restart()
@@ -682,26 +703,62 @@ func TestRedisSlowOrExhausted(t *testing.T) {
 	})
 	t.Run("exhausted pool", func(t *testing.T) {
 		const size = 3
-		e := newFaultEnv(t, faultConfig{query: "pool_size=" + strconv.Itoa(size)})
+		e := newFaultEnv(t, faultConfig{query: "pool_size=" + strconv.Itoa(size), oneConnectionPool: true})
 		p := e.probe(t)
 		leaks := goroutineBaseline(t)
-		// Every connection of the server's pool is held, as by stuck requests.
-		var held []*redis.Conn
-		for range size {
-			c := e.rdb.Conn()
-			if err := c.Ping(context.Background()).Err(); err != nil {
-				t.Fatal(err)
-			}
-			held = append(held, c)
-		}
+		release := e.holdPool(t, size)
 		e.wantOutage(t, p, true)
-		for _, c := range held {
-			c.Close()
-		}
+		release()
 		e.wantRecovered(t)
 		e.rotate(t, p.tk.RefreshToken, nil)
 		leaks()
 	})
+}
+
+// Case 84 with case 80: the main pool is exhausted and the scripts are gone (a Redis restart
+// or SCRIPT FLUSH). Concurrent calls leave in one pipeline on go-redis's separate pipeline
+// connections, come back NOSCRIPT, and must each reload their script on the main pool: they
+// do so side by side, so each request still answers 503 within the budget instead of waiting
+// in line behind the others' pool timeouts.
+func TestRedisExhaustedPoolAfterScriptFlush(t *testing.T) {
+	const size, callers = 3, 8
+	e := newFaultEnv(t, faultConfig{query: "pool_size=" + strconv.Itoa(size)})
+	tokens := make([]string, callers)
+	for i := range tokens {
+		tokens[i] = e.cc(nil)
+	}
+	leaks := goroutineBaseline(t)
+	release := e.holdPool(t, size)
+	if err := e.srv.Client(t).ScriptFlush(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	recs := make([]*httptest.ResponseRecorder, 2*callers)
+	for i := range callers {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			recs[2*i] = timed(t, "/token", func() *httptest.ResponseRecorder {
+				return e.post("/token", url.Values{"grant_type": {"client_credentials"}}, basic("svc", e.svcSecret))
+			})
+		}()
+		go func() {
+			defer wg.Done()
+			recs[2*i+1] = timed(t, "/revoke", func() *httptest.ResponseRecorder {
+				return e.post("/revoke", url.Values{"token": {tokens[i]}}, basic("svc", e.svcSecret))
+			})
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	for _, rec := range recs {
+		assertError(t, rec, http.StatusServiceUnavailable, "temporarily_unavailable", unavailable)
+	}
+	release()
+	e.wantRecovered(t)
+	leaks()
 }
 
 // afterHang checks the state a hang left. Requests that timed out may still have reached
@@ -715,6 +772,25 @@ func (e *faultEnv) afterHang(t *testing.T, p *outageProbe) {
 	st := familyState(t, e.srv.Client(t), family)
 	t.Logf("after the hang, the probe's refresh token is live: %v (%d keys in its slot)", e.rtLive(t, p.tk.RefreshToken), len(st))
 	e.rotate(t, e.spaTokens(t, "openid").RefreshToken, nil)
+}
+
+// holdPool takes every connection of the server's main pool, as stuck requests would, until
+// the returned function gives them back.
+func (e *faultEnv) holdPool(t *testing.T, size int) func() {
+	t.Helper()
+	var held []*redis.Conn
+	for range size {
+		c := e.rdb.Conn()
+		if err := c.Ping(context.Background()).Err(); err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	return func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}
 }
 
 // waitHung waits until Redis accepts connections but does not answer a PING in 100ms.
