@@ -53,6 +53,8 @@ type faultConfig struct {
 	// pool_size connections exhausts every connection the store can get: with it, the
 	// store's batched scripts would spill to it, which only helps.
 	oneConnectionPool bool
+	// storeOpts configure the store (WithWaitReplicas).
+	storeOpts []redisstore.Option
 }
 
 // newFaultEnv starts a redis-server with args and the server on it. query is appended to the
@@ -78,7 +80,7 @@ func newFaultEnv(t *testing.T, cfg faultConfig) *faultEnv {
 	t.Cleanup(func() { rdb.Close() })
 	fault := &scriptFault{}
 	rdb.AddHook(fault)
-	st := redisstore.New(rdb)
+	st := redisstore.New(rdb, cfg.storeOpts...)
 	fe := newFlowEnv(t, []envOption{withOptions(func(o *server.Options) { o.Store = st })}, cfg.flow...)
 	// The helpers that ask the store (rtLive) and the Redis handle use this Redis.
 	fe.env.store, fe.env.redis = st, srv
@@ -801,4 +803,68 @@ func (e *faultEnv) waitHung(t *testing.T) {
 	eventually(t, "redis stops answering", func() bool {
 		return probe.Ping(context.Background()).Err() != nil
 	})
+}
+
+// Decision D5 at the HTTP edge (--redis-wait-replicas 1): a code exchange and a refresh are
+// answered only once the replica holds them, so the family read from the replica right after
+// the reply is the one the reply describes. With the replica stopped, WAIT falls short and the
+// request fails closed: 503 temporarily_unavailable for the refresh, the code exchange and the
+// revocation, never a token. Once a replica is back, a new request succeeds.
+func TestRedisWaitReplicas(t *testing.T) {
+	e := newFaultEnv(t, faultConfig{
+		redisArgs: []string{"--repl-diskless-sync-delay", "0"},
+		// The generous timeout only keeps a loaded machine from turning lag into a shortfall:
+		// WAIT returns as soon as the replica acknowledges.
+		storeOpts: []redisstore.Option{redisstore.WithWaitReplicas(1, 3*time.Second)},
+	})
+	replica := redistest.Start(t, "--replicaof", "127.0.0.1", strconv.Itoa(e.srv.Port))
+	rc := replica.Client(t)
+	linkUp := func() bool {
+		info, err := rc.Info(context.Background(), "replication").Result()
+		return err == nil && strings.Contains(info, "master_link_status:up")
+	}
+	eventually(t, "the replica in sync", linkUp)
+	onReplica := func(rt string) bool {
+		family, hash, _ := tokenid.ParseRefreshToken(rt)
+		cur, err := rc.HGet(context.Background(), "lk:{f:"+family+"}:fam", "cur").Result()
+		return err == nil && cur == hash
+	}
+
+	tk := e.spaTokens(t, "openid read")
+	if !onReplica(tk.RefreshToken) {
+		t.Fatal("the code redemption was answered before the replica had it")
+	}
+	for range 3 {
+		tk = e.rotate(t, tk.RefreshToken, nil)
+		if !onReplica(tk.RefreshToken) {
+			t.Fatal("the rotation was answered before the replica had it")
+		}
+	}
+	pk := newPKCE()
+	e.logs.forbid(pk.verifier)
+	code := e.codeFrom(t, e.browser(t).signIn(authz("spa", spaRedirect, "openid", pk), "alice", alicePassword), spaRedirect, "st-spa")
+	other := e.spaTokens(t, "openid")
+
+	replica.Stop()
+	assertError(t, mustTimed(t, "refresh", func() *httptest.ResponseRecorder { return e.refresh(tk.RefreshToken, nil) }),
+		http.StatusServiceUnavailable, "temporarily_unavailable", unavailable)
+	assertError(t, mustTimed(t, "code exchange", func() *httptest.ResponseRecorder { return e.exchange(code, pk.verifier, spaRedirect) }),
+		http.StatusServiceUnavailable, "temporarily_unavailable", unavailable)
+	assertError(t, mustTimed(t, "revoke", func() *httptest.ResponseRecorder {
+		return e.post("/revoke", url.Values{"token": {other.RefreshToken}, "client_id": {"spa"}})
+	}), http.StatusServiceUnavailable, "temporarily_unavailable", unavailable)
+	// Client credentials record only an access token, which no failover can turn into a
+	// security problem (a lost record makes the token inactive): it does not wait.
+	e.cc(nil)
+
+	replica.Restart()
+	eventually(t, "the replica back in sync", linkUp)
+	// The client retries its revocation, which now holds on the replica too; a new grant works.
+	if rec := e.post("/revoke", url.Values{"token": {other.RefreshToken}, "client_id": {"spa"}}); rec.Code != http.StatusOK {
+		t.Fatalf("revoke once the replica is back: %d %s", rec.Code, rec.Body)
+	}
+	fresh := e.spaTokens(t, "openid")
+	if !onReplica(fresh.RefreshToken) {
+		t.Fatal("the redemption after recovery is not on the replica")
+	}
 }
