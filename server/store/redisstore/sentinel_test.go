@@ -332,16 +332,17 @@ func TestSentinelFailover(t *testing.T) {
 
 	// The new master has no replica yet: writes that must be durable fail closed.
 	other := storetest.NewFamily(t, plain, now)
-	_, _, _, err = other.Rotate(t, waiting, now, 0)
+	_, _, _, err = other.Rotate(t, short, now, 0)
 	wantIs(t, err, store.ErrUnavailable)
-	// The old master comes back (empty: no persistence); Sentinel makes it a replica of the
-	// new master, and the client's retries succeed. The retry is a new request (a new
-	// successor), presenting the token the client holds.
-	master.Restart()
-	waitLinkUp(t, master)
+	// A new replica of the new master joins (Sentinel would also turn the old master into one
+	// when it comes back, but only after its next INFO round, ~10 s), and the client's retry
+	// succeeds. The retry is a new request (a new successor), presenting the token the client
+	// holds.
+	newReplica := redistest.Start(t, "--replicaof", "127.0.0.1", strconv.Itoa(replica.Port))
+	waitLinkUp(t, newReplica)
 	_, _, _, err = refused.RotateFrom(t, waiting, refusedR0, now, 0)
 	must(t, err)
-	if cur, err := famField(t, master.Client(t), refused.Family, "cur"); err != nil || cur != store.Hash(refused.Refresh) {
+	if cur, err := famField(t, newReplica.Client(t), refused.Family, "cur"); err != nil || cur != store.Hash(refused.Refresh) {
 		t.Fatalf("the new replica lacks the acknowledged retry: %q %v", cur, err)
 	}
 	must(t, waiting.RevokeFamily(ctx, revoked.Family, now))
