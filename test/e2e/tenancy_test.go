@@ -387,4 +387,3 @@ func noRedirects(jar http.CookieJar) *http.Client {
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 }
-
