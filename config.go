@@ -145,10 +145,10 @@ func (c *Config) complete() error {
 	if c.ClientSecretGracePeriod < 0 {
 		return errors.New("--client-secret-grace-period must not be negative")
 	}
-	// WAIT with timeout 0 blocks until the replicas answer, however long: never allowed.
 	if c.RedisWaitReplicas < 0 {
 		return errors.New("--redis-wait-replicas must not be negative")
 	}
+	// WAIT with timeout 0 blocks until the replicas answer, however long: never allowed.
 	if c.RedisWaitReplicas > 0 && c.RedisWaitTimeout <= 0 {
 		return errors.New("--redis-wait-timeout must be positive when --redis-wait-replicas is set")
 	}
