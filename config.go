@@ -77,8 +77,8 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&cfg.ProbeAddr, "health-probe-bind-address", ":8081", "manager health probe address (\"0\" disables)")
 	fs.DurationVar(&cfg.ClientSecretGracePeriod, "client-secret-grace-period", 24*time.Hour, "how long a rotated client secret stays valid")
 	fs.StringVar(&proxies, "trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-For is trusted (default: none)")
-	fs.IntVar(&cfg.RedisWaitReplicas, "redis-wait-replicas", 0, "after each refresh rotation, WAIT for this many replicas to acknowledge (decision D5; 0 = off)")
-	fs.DurationVar(&cfg.RedisWaitTimeout, "redis-wait-timeout", 100*time.Millisecond, "longest a rotation waits for --redis-wait-replicas")
+	fs.IntVar(&cfg.RedisWaitReplicas, "redis-wait-replicas", 0, "after each code redemption, refresh rotation and revocation, WAIT for this many Redis replicas; fewer answer 503 (decision D5; 0 = off)")
+	fs.DurationVar(&cfg.RedisWaitTimeout, "redis-wait-timeout", 100*time.Millisecond, "longest a write waits for --redis-wait-replicas before the request fails closed")
 	cfg.zap.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -144,6 +144,13 @@ func (c *Config) complete() error {
 	}
 	if c.ClientSecretGracePeriod < 0 {
 		return errors.New("--client-secret-grace-period must not be negative")
+	}
+	if c.RedisWaitReplicas < 0 {
+		return errors.New("--redis-wait-replicas must not be negative")
+	}
+	// WAIT with timeout 0 blocks until the replicas answer, however long: never allowed.
+	if c.RedisWaitReplicas > 0 && c.RedisWaitTimeout <= 0 {
+		return errors.New("--redis-wait-timeout must be positive when --redis-wait-replicas is set")
 	}
 	return nil
 }

@@ -98,6 +98,25 @@ func TestParseFlags(t *testing.T) {
 			},
 		},
 		{
+			name:    "a negative --redis-wait-replicas is refused",
+			args:    []string{"--dev", "--redis-wait-replicas", "-1"},
+			wantErr: "--redis-wait-replicas",
+		},
+		{
+			name:    "a WAIT without a timeout is refused: it could block forever",
+			args:    []string{"--dev", "--redis-wait-replicas", "1", "--redis-wait-timeout", "0s"},
+			wantErr: "--redis-wait-timeout must be positive",
+		},
+		{
+			name: "--redis-wait-replicas takes its timeout",
+			args: []string{"--dev", "--redis-wait-replicas", "2", "--redis-wait-timeout", "250ms"},
+			check: func(t *testing.T, c Config) {
+				if c.RedisWaitReplicas != 2 || c.RedisWaitTimeout != 250*time.Millisecond {
+					t.Fatalf("wait = %d %v", c.RedisWaitReplicas, c.RedisWaitTimeout)
+				}
+			},
+		},
+		{
 			name:    "stray positional arguments are refused",
 			args:    []string{"--dev", "serve"},
 			wantErr: "unexpected arguments",

@@ -129,11 +129,22 @@ func (b *batcher) flush(batch []*call) {
 		c.cmd = c.sc.EvalSha(ctx, pipe, c.keys, c.args...)
 	}
 	_, _ = pipe.Exec(ctx) // each command carries its own error
+	// After SCRIPT FLUSH, a restart or a failover (case 80) the scripts are missing: Run sends
+	// EVAL. The retries run side by side, each bounded by its caller's context: one after the
+	// other they would queue every caller behind the slowest (an exhausted pool makes each
+	// wait PoolTimeout), past their deadlines (case 84).
+	var retries sync.WaitGroup
 	for _, c := range live {
 		if err := c.cmd.Err(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
-			// After SCRIPT FLUSH, a restart or a failover (case 80): Run sends EVAL.
-			c.cmd = c.sc.Run(c.ctx, b.rdb, c.keys, c.args...)
+			retries.Add(1)
+			go func() {
+				defer retries.Done()
+				c.cmd = c.sc.Run(c.ctx, b.rdb, c.keys, c.args...)
+				close(c.done)
+			}()
+			continue
 		}
 		close(c.done)
 	}
+	retries.Wait()
 }

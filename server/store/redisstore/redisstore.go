@@ -37,6 +37,7 @@
 // A backend failure (refused connection, timeout, exhausted pool, LOADING, CLUSTERDOWN,
 // MASTERDOWN, READONLY after a failover, MOVED after too many redirects, a context deadline)
 // is returned wrapping store.ErrUnavailable, with the cause joined, so the server answers 503.
+// With WithWaitReplicas, so is a write that too few replicas acknowledged (decision D5).
 // A key of the wrong type (corrupt state) is a plain error: the script has checked it before
 // writing anything (case 82).
 //
@@ -98,22 +99,35 @@ func WithPrefix(prefix string) Option { return func(s *Store) { s.prefix = prefi
 
 // WithWaitReplicas makes every write that decides a token's fate (code redemption, refresh
 // rotation, revocations) wait, on the same connection, until n replicas have acknowledged it
-// or timeout has passed (Redis WAIT), when n > 0. Decision D5.
+// or timeout has passed (Redis WAIT), when n > 0; fewer acknowledgements than n make the call
+// fail with store.ErrUnavailable (503 temporarily_unavailable). Decision D5.
 //
-// It is best effort. Redis replicates asynchronously, so without it a Sentinel failover or a
-// Cluster replica promotion can lose a write the store has already acknowledged: after the
-// failover the rotated refresh token is live again and its successor unknown (the client that
-// holds the successor must log in again, while whoever holds the old token can use it once
-// more), and a revoked family or token can be live again. The window is the replication lag
-// at the moment the master dies, normally below a millisecond to a few milliseconds, but
-// unbounded while a replica is disconnected. With WAIT the window closes for every write a
-// replica acknowledged before the master died; it stays open when WAIT times out (the write
-// has still happened on the master and is not undone, so the call still succeeds, and the
-// observer of WithWaitObserver hears of it) and when the promoted replica is not one that
-// acknowledged. WAIT "does not make Redis a strongly consistent store"
-// (https://redis.io/docs/latest/commands/WAIT/); pair it with min-replicas-to-write on the
-// master to refuse writes while no replica is connected. timeout adds to the latency of every
-// such write only while replicas lag.
+// Why: Redis replicates asynchronously, so without it a Sentinel failover or a Cluster replica
+// promotion can lose a write the store has already acknowledged: after the failover the
+// rotated refresh token is live again and its successor unknown (the client that holds the
+// successor must log in again, while whoever holds the old token can use it once more), and a
+// revoked family or token can be live again. The window is the replication lag at the moment
+// the master dies, normally below a millisecond to a few milliseconds, but unbounded while a
+// replica is disconnected.
+//
+// Why a shortfall fails closed rather than being accepted: the write has happened on the
+// master and is not undone, but the caller is not told it is durable when it is not. A
+// revocation answered 503 is retried by its caller (revocation is idempotent) instead of being
+// reported done and then lost; a rotation or redemption answered 503 hands out no token whose
+// record may vanish at the next failover (DESIGN: never a token that was not recorded). If the
+// master then fails over, the client's previous refresh token is the live one on the new
+// master and its retry succeeds; if it does not, the retry is a reuse (within the client's
+// reuseInterval it gets a successor, with reuseInterval 0 the family is revoked and the user
+// logs in again, SECURITY-CASES 34). Accepting the shortfall instead would keep serving while
+// replicas are gone, and silently reopen the window the option exists to close; an operator
+// who prefers that leaves the option off. The price is availability: with fewer than n
+// replicas connected every rotation, redemption and revocation answers 503, as with
+// min-replicas-to-write on the master (which a deployment may set as well, to refuse writes
+// altogether).
+//
+// WAIT still "does not make Redis a strongly consistent store"
+// (https://redis.io/docs/latest/commands/WAIT/): a failover may promote a replica that did not
+// acknowledge. timeout adds to the latency of every such write only while replicas lag.
 func WithWaitReplicas(n int, timeout time.Duration) Option {
 	return func(s *Store) { s.waitN, s.waitTimeout = n, timeout }
 }
@@ -243,6 +257,14 @@ func (s *Store) runDurable(ctx context.Context, op string, sc *redis.Script, key
 	acked, werr := conn.Wait(ctx, s.waitN, s.waitTimeout).Result()
 	if s.onWait != nil {
 		s.onWait(op, int(acked), s.waitN, werr)
+	}
+	// Fail closed (see WithWaitReplicas): the write is on the master only.
+	if werr != nil {
+		return nil, errors.Join(store.ErrUnavailable, fmt.Errorf("wait for replicas: %w", werr))
+	}
+	if int(acked) < s.waitN {
+		return nil, fmt.Errorf("%w: %d of %d replicas acknowledged within %v",
+			store.ErrUnavailable, acked, s.waitN, s.waitTimeout)
 	}
 	return reply, nil
 }
