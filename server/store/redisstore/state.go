@@ -213,6 +213,39 @@ func (s *Store) Hit(ctx context.Context, key string, n int64, window time.Durati
 	return count, resetAt, nil
 }
 
+// HitGroup counts like Hit, for several counters of one group in one script: the group is the
+// hash tag, so the script touches one slot and costs one round trip.
+func (s *Store) HitGroup(ctx context.Context, group string, hits []store.LimitHit, now time.Time) ([]store.LimitCount, error) {
+	const op = "count rate limit hits"
+	if len(hits) == 0 {
+		return nil, fmt.Errorf("%s: no counters", op)
+	}
+	keys := make([]string, len(hits))
+	args := make([]any, 0, 2*len(hits))
+	out := make([]store.LimitCount, len(hits))
+	for i, h := range hits {
+		if h.Window < time.Millisecond || h.N < 0 {
+			return nil, fmt.Errorf("%s: window %v or count %d out of range", op, h.Window, h.N)
+		}
+		w := h.Window.Milliseconds()
+		start := floorDiv(ms(now), w) * w
+		out[i].ResetAt = time.UnixMilli(start + w).UTC()
+		keys[i] = s.groupKey(group, h.Name, start)
+		args = append(args, strconv.FormatInt(h.N, 10), strconv.FormatInt(ttl(out[i].ResetAt, now).Milliseconds(), 10))
+	}
+	counts, err := s.run(ctx, scriptHitGroup, keys, args...).Int64Slice()
+	if err != nil {
+		return nil, wrap(op, err)
+	}
+	if len(counts) != len(hits) {
+		return nil, fmt.Errorf("%s: %d counts for %d counters", op, len(counts), len(hits))
+	}
+	for i, c := range counts {
+		out[i].Count = c
+	}
+	return out, nil
+}
+
 func floorDiv(a, b int64) int64 {
 	q := a / b
 	if (a%b != 0) && ((a < 0) != (b < 0)) {
