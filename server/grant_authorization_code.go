@@ -139,6 +139,8 @@ func newAuthorizationCodeGrant(s *Server) (grantHandler, error) {
 			ExpiresIn:    int64(lifetime.Seconds()),
 			RefreshToken: refresh,
 			Scope:        code.Scope,
+			subject:      code.Subject,
+			family:       family,
 		}
 		if slices.Contains(scopes, scopeOpenID) {
 			resp.IDToken, err = s.mintIDToken(signer, idTokenParams{

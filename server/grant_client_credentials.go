@@ -55,6 +55,7 @@ func newClientCredentialsGrant(s *Server) (grantHandler, error) {
 			TokenType:   "Bearer",
 			ExpiresIn:   int64(lifetime.Seconds()),
 			Scope:       tok.Claims.Scope,
+			subject:     tok.Claims.Subject,
 		}, nil
 	}), nil
 }

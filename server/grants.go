@@ -111,4 +111,7 @@ type tokenResponse struct {
 	Scope string `json:"scope,omitempty"`
 	// IDToken is for the OpenID Connect code flow.
 	IDToken string `json:"id_token,omitempty"`
+
+	// subject and family name the grant in the audit record (never sent).
+	subject, family string
 }

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"time"
 
 	latchkeyv1 "github.com/latchkey-dev/latchkey/api/v1alpha1"
+	"github.com/latchkey-dev/latchkey/internal/audit"
 	"github.com/latchkey-dev/latchkey/server/accesstoken"
 	"github.com/latchkey-dev/latchkey/server/clients"
 	"github.com/latchkey-dev/latchkey/server/httpx"
@@ -44,9 +46,8 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, formError(err))
 		return
 	}
-	c, err := s.auth.Authenticate(ctx, r, form, clients.Policy{AllowPublic: true})
-	if err != nil {
-		s.writeError(w, r, err)
+	c, ok := s.authenticateClient(w, r, form, clients.Policy{AllowPublic: true}, limitToken)
+	if !ok {
 		return
 	}
 	info.clientID = c.ID
@@ -90,6 +91,10 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		resp.TokenType = "Bearer"
 	}
 	s.metrics.tokenIssued(string(gt))
+	s.emit(ctx, audit.TokenIssued, c.ID, resp.subject, resp.family, slog.String("grant", string(gt)))
+	if gt == latchkeyv1.GrantRefreshToken {
+		s.emit(ctx, audit.RefreshRotated, c.ID, resp.subject, resp.family)
+	}
 	info.outcome = "ok"
 	httpx.WriteJSONAppend(w, http.StatusOK, true, resp.appendJSON)
 }

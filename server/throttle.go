@@ -1,0 +1,95 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+
+	latchkeyv1 "github.com/latchkey-dev/latchkey/api/v1alpha1"
+	"github.com/latchkey-dev/latchkey/server/clients"
+	"github.com/latchkey-dev/latchkey/server/httpx"
+	"github.com/latchkey-dev/latchkey/server/oautherr"
+	"github.com/latchkey-dev/latchkey/server/ratelimit"
+)
+
+// Endpoint names of the client request counters (and of the metrics' endpoint label).
+const (
+	limitToken      = "token"
+	limitIntrospect = "introspect"
+	limitRevoke     = "revoke"
+)
+
+// authenticateClient authenticates the client of a token, introspection or revocation request
+// and applies the client throttles (package ratelimit). It writes the response and returns
+// false when the request ends here:
+//
+//   - invalid_client for a registered confidential client_id counts a failure; the failure
+//     past the limit is answered 429 instead of 401;
+//   - an authenticated client is refused with 429 while its client_id is locked by failures
+//     or it is over its spec.rateLimit at this endpoint;
+//   - a store failure of the limiter is 503 temporarily_unavailable.
+//
+// The secret is checked before the failure counter is read, so that both happen in the one
+// store call of the request; the answer (200 or 429) still does not depend on the secret
+// while the client_id is locked.
+func (s *Server) authenticateClient(w http.ResponseWriter, r *http.Request, form httpx.Form, p clients.Policy, endpoint string) (*clients.Client, bool) {
+	ctx := r.Context()
+	c, err := s.auth.Authenticate(ctx, r, form, p)
+	if err != nil {
+		if oautherr.From(err).Code == oautherr.CodeInvalidClient {
+			if id := clients.ClaimedID(r, form); id != "" && s.guessable(r, id) {
+				infoFrom(ctx).clientID = id
+				d, lerr := s.limiter.Fail(ctx, id, s.now())
+				if lerr != nil {
+					s.writeError(w, r, limiterUnavailable(lerr))
+					return nil, false
+				}
+				if d.Refused() {
+					s.writeThrottled(w, r, d, err)
+					return nil, false
+				}
+			}
+		}
+		s.writeError(w, r, err)
+		return nil, false
+	}
+	lim := ratelimit.Limit{Requests: c.RateLimitRequests(), Window: c.RateLimitWindow()}
+	d, err := s.limiter.Admit(ctx, c.ID, endpoint, lim, c.Method != latchkeyv1.AuthMethodNone, s.now())
+	if err != nil {
+		s.writeError(w, r, limiterUnavailable(err))
+		return nil, false
+	}
+	if d.Refused() {
+		infoFrom(ctx).clientID = c.ID
+		s.writeThrottled(w, r, d, nil)
+		return nil, false
+	}
+	return c, true
+}
+
+// guessable reports whether id is a registered confidential client, the only kind with a
+// credential to guess. Failures for unknown or public client_ids are not counted: there is
+// nothing to protect, and counting them would let anyone lock a public client out or fill the
+// store with counters for made-up names.
+func (s *Server) guessable(r *http.Request, id string) bool {
+	c, err := s.registry.Lookup(r.Context(), id)
+	return err == nil && c.Spec.Type == latchkeyv1.ClientTypeConfidential
+}
+
+// writeThrottled writes the 429 of a refused request and records it for the log and metrics
+// (outcome slow_down; the reason and any authentication failure are the logged cause).
+func (s *Server) writeThrottled(w http.ResponseWriter, r *http.Request, d ratelimit.Decision, authErr error) {
+	info := infoFrom(r.Context())
+	info.outcome = ratelimit.ErrorCode
+	info.cause = errors.New(string(d.Reason))
+	if authErr != nil {
+		info.cause = fmt.Errorf("%s: %w", d.Reason, authErr)
+	}
+	ratelimit.Write(w, d)
+}
+
+// limiterUnavailable is the 503 of a limiter that cannot reach the store: the request is
+// refused rather than served unthrottled.
+func limiterUnavailable(err error) *oautherr.Error {
+	return oautherr.Unavailable("the service is temporarily unavailable, retry later", err)
+}
