@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -19,9 +20,9 @@ const (
 	limitRevoke     = "revoke"
 )
 
-// authenticateClient authenticates the client of a token, introspection or revocation request
-// and applies the client throttles (package ratelimit). It writes the response and returns
-// false when the request ends here:
+// authenticateClient authenticates the client of an introspection or revocation request and
+// applies the client throttles (package ratelimit). It writes the response and returns false
+// when the request ends here:
 //
 //   - invalid_client for a registered confidential client_id counts a failure; the failure
 //     past the limit is answered 429 instead of 401;
@@ -31,40 +32,94 @@ const (
 //
 // The secret is checked before the failure counter is read, so that both happen in the one
 // store call of the request; the answer (200 or 429) still does not depend on the secret
-// while the client_id is locked.
+// while the client_id is locked, since nothing else is answered before admission.
 func (s *Server) authenticateClient(w http.ResponseWriter, r *http.Request, form httpx.Form, p clients.Policy, endpoint string) (*clients.Client, bool) {
-	ctx := r.Context()
-	c, err := s.auth.Authenticate(ctx, r, form, p)
-	if err != nil {
-		if oautherr.From(err).Code == oautherr.CodeInvalidClient {
-			if id := clients.ClaimedID(r, form); id != "" && s.guessable(r, id) {
-				infoFrom(ctx).clientID = id
-				d, lerr := s.limiter.Fail(ctx, id, s.now())
-				if lerr != nil {
-					s.writeError(w, r, limiterUnavailable(lerr))
-					return nil, false
-				}
-				if d.Refused() {
-					s.writeThrottled(w, r, d, err)
-					return nil, false
-				}
-			}
-		}
-		s.writeError(w, r, err)
+	c, ok := s.identifyClient(w, r, form, p)
+	if !ok {
 		return nil, false
 	}
-	lim := ratelimit.Limit{Requests: c.RateLimitRequests(), Window: c.RateLimitWindow()}
-	d, err := s.limiter.Admit(ctx, c.ID, endpoint, lim, c.Method != latchkeyv1.AuthMethodNone, s.now())
-	if err != nil {
-		s.writeError(w, r, limiterUnavailable(err))
-		return nil, false
-	}
-	if d.Refused() {
-		infoFrom(ctx).clientID = c.ID
-		s.writeThrottled(w, r, d, nil)
+	if !s.admitted(w, r, s.admit(r.Context(), c, endpoint, false)) {
 		return nil, false
 	}
 	return c, true
+}
+
+// identifyClient authenticates the client and counts a failed authentication (the first half
+// of authenticateClient). The caller must pass the client through admit and admitted before
+// it answers anything else.
+func (s *Server) identifyClient(w http.ResponseWriter, r *http.Request, form httpx.Form, p clients.Policy) (*clients.Client, bool) {
+	ctx := r.Context()
+	c, err := s.auth.Authenticate(ctx, r, form, p)
+	if err == nil {
+		return c, true
+	}
+	if oautherr.From(err).Code == oautherr.CodeInvalidClient {
+		if id := clients.ClaimedID(r, form); id != "" && s.guessable(r, id) {
+			infoFrom(ctx).clientID = id
+			d, lerr := s.limiter.Fail(ctx, id, s.now())
+			if lerr != nil {
+				s.writeError(w, r, limiterUnavailable(lerr))
+				return nil, false
+			}
+			if d.Refused() {
+				s.writeThrottled(w, r, d, err)
+				return nil, false
+			}
+		}
+	}
+	s.writeError(w, r, err)
+	return nil, false
+}
+
+// admission is the limiter's pending or final answer for an authenticated client.
+type admission struct {
+	done     chan struct{}
+	d        ratelimit.Decision
+	err      error
+	clientID string
+	// answered: admitted has written the refusal; later calls only report it.
+	answered bool
+}
+
+// admit asks the limiter whether c may make this request at endpoint. With async, the store
+// call runs while the caller goes on (the client_credentials grant signs its token meanwhile,
+// which hides most of the round trip); the caller must not change any state, nor answer,
+// before admitted.
+func (s *Server) admit(ctx context.Context, c *clients.Client, endpoint string, async bool) *admission {
+	a := &admission{done: make(chan struct{}), clientID: c.ID}
+	lim := ratelimit.Limit{Requests: c.RateLimitRequests(), Window: c.RateLimitWindow()}
+	check := c.Method != latchkeyv1.AuthMethodNone
+	now := s.now()
+	if !async {
+		a.d, a.err = s.limiter.Admit(ctx, c.ID, endpoint, lim, check, now)
+		close(a.done)
+		return a
+	}
+	go func() {
+		defer close(a.done)
+		a.d, a.err = s.limiter.Admit(ctx, c.ID, endpoint, lim, check, now)
+	}()
+	return a
+}
+
+// admitted waits for a and reports whether the request may go on. A refusal (429) or a
+// limiter outage (503) is written once; later calls return false without writing.
+func (s *Server) admitted(w http.ResponseWriter, r *http.Request, a *admission) bool {
+	<-a.done
+	if a.err == nil && !a.d.Refused() {
+		return true
+	}
+	if a.answered {
+		return false
+	}
+	a.answered = true
+	if a.err != nil {
+		s.writeError(w, r, limiterUnavailable(a.err))
+		return false
+	}
+	infoFrom(r.Context()).clientID = a.clientID
+	s.writeThrottled(w, r, a.d, nil)
+	return false
 }
 
 // guessable reports whether id is a registered confidential client, the only kind with a

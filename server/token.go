@@ -46,43 +46,60 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, formError(err))
 		return
 	}
-	c, ok := s.authenticateClient(w, r, form, clients.Policy{AllowPublic: true}, limitToken)
+	c, ok := s.identifyClient(w, r, form, clients.Policy{AllowPublic: true})
 	if !ok {
 		return
+	}
+	// Admission (package ratelimit) runs while the request is checked; nothing is answered
+	// before it is in, so a client_id locked by failed authentications learns nothing.
+	gt := latchkeyv1.GrantType(form.Get(paramGrantType))
+	adm := s.admit(ctx, c, limitToken, gt == latchkeyv1.GrantClientCredentials)
+	fail := func(err error) {
+		if s.admitted(w, r, adm) {
+			s.writeError(w, r, err)
+		}
 	}
 	info.clientID = c.ID
 	s.corsForClient(w, r, c)
 
-	gt := latchkeyv1.GrantType(form.Get(paramGrantType))
 	if gt == "" {
-		s.writeError(w, r, oautherr.InvalidRequest("grant_type is required"))
+		fail(oautherr.InvalidRequest("grant_type is required"))
 		return
 	}
 	grant, ok := s.grants[gt]
 	if !ok {
 		info.grant = unsupportedGrantLabel
-		s.writeError(w, r, oautherr.UnsupportedGrantType("grant_type is not supported"))
+		fail(oautherr.UnsupportedGrantType("grant_type is not supported"))
 		return
 	}
 	info.grant = string(gt)
 	if !c.AllowsGrant(gt) {
-		s.writeError(w, r, oautherr.UnauthorizedClient("the client may not use this grant_type"))
+		fail(oautherr.UnauthorizedClient("the client may not use this grant_type"))
 		return
 	}
 	req := &tokenRequest{HTTP: r, Form: form, Client: c, GrantType: gt, Now: s.now()}
 	if form.Has(paramScope) {
 		scopes, err := scope.Parse(form.Get(paramScope))
 		if err != nil {
-			s.writeError(w, r, oautherr.InvalidScope("scope is malformed"))
+			fail(oautherr.InvalidScope("scope is malformed"))
 			return
 		}
 		if _, ok := scope.Subset(scopes, c.Spec.Scopes); !ok {
-			s.writeError(w, r, oautherr.InvalidScope("the requested scope exceeds what the client may request"))
+			fail(oautherr.InvalidScope("the requested scope exceeds what the client may request"))
 			return
 		}
 		req.Scopes, req.ScopeSent = scopes, true
 	}
+	// A code or refresh grant changes state (redeems, rotates), so it waits for admission; the
+	// client_credentials grant only records a token, and one recorded but never sent (when
+	// admission refuses) is harmless, so it signs while admission is in flight.
+	if gt != latchkeyv1.GrantClientCredentials && !s.admitted(w, r, adm) {
+		return
+	}
 	resp, err := grant.handle(ctx, req)
+	if !s.admitted(w, r, adm) {
+		return
+	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return
