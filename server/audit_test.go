@@ -83,6 +83,12 @@ func TestAuditStream(t *testing.T) {
 	forbidden = append(forbidden, pw.verifier)
 	webCode := e.codeFrom(t, e.browser(t).signIn(authz("web", webRedirect, "openid read", pw), "alice", alicePassword), webRedirect, "st-web")
 	forbidden = append(forbidden, webCode)
+	// code.reuse_detected
+	tw := e.tokensFrom(t, e.exchange(webCode, pw.verifier, webRedirect, basic("web", e.webSecret)))
+	forbidden = append(forbidden, tw.AccessToken, tw.RefreshToken, tw.IDToken)
+	if rec := e.exchange(webCode, pw.verifier, webRedirect, basic("web", e.webSecret)); rec.Code != 400 {
+		t.Fatalf("code replay: %d %s", rec.Code, rec.Body)
+	}
 	b2 := e.browser(t)
 	q := authz("web", webRedirect, "openid read", newPKCE())
 	q.Set("prompt", "consent") // the first decision is remembered
@@ -113,6 +119,7 @@ func TestAuditStream(t *testing.T) {
 		audit.LoginSucceeded:       {"spa", "alice", false},
 		audit.RefreshRotated:       {"spa", "alice", true},
 		audit.RefreshReuseDetected: {"spa", "", true},
+		audit.CodeReuseDetected:    {"web", "alice", true},
 		audit.TokenRevoked:         {"spa", "", true},
 		audit.ConsentGiven:         {"web", "alice", false},
 		audit.ConsentDenied:        {"web", "alice", false},
@@ -162,6 +169,7 @@ func TestAuditStream(t *testing.T) {
 		{"latchkey_server_consents_total", map[string]string{"decision": "given"}, 1},
 		{"latchkey_server_consents_total", map[string]string{"decision": "denied"}, 1},
 		{"latchkey_server_refresh_tokens_rotated_total", nil, 1},
+		{"latchkey_server_code_reuse_total", nil, 1},
 		{"latchkey_server_refresh_token_reuse_total", map[string]string{"client": "spa"}, 1},
 		{"latchkey_server_tokens_revoked_total", map[string]string{"token_type": "refresh_token"}, 1},
 	} {

@@ -26,6 +26,9 @@ const (
 	RefreshRotated = "refresh.rotated"
 	// RefreshReuseDetected: a used refresh token was presented again; its family is revoked.
 	RefreshReuseDetected = "refresh.reuse_detected"
+	// CodeReuseDetected: a redeemed authorization code was presented again by its client; what
+	// the first redemption issued is revoked (OAuth 2.1 §4.1.3).
+	CodeReuseDetected = "code.reuse_detected"
 	// TokenRevoked: a token was revoked at the revocation endpoint.
 	TokenRevoked = "token.revoked"
 	// LoginSucceeded: a user signed in with a password.
@@ -44,7 +47,7 @@ const (
 
 // Names lists every event name, in documentation order.
 var Names = []string{
-	TokenIssued, RefreshRotated, RefreshReuseDetected, TokenRevoked, LoginSucceeded, LoginFailed,
+	TokenIssued, RefreshRotated, RefreshReuseDetected, CodeReuseDetected, TokenRevoked, LoginSucceeded, LoginFailed,
 	ConsentGiven, ConsentDenied, ClientSecretRotated, KeyRotated,
 }
 
@@ -94,6 +97,10 @@ func New(h slog.Handler, reg prometheus.Registerer) (*Logger, error) {
 		Namespace: "latchkey", Subsystem: "server", Name: "refresh_tokens_rotated_total",
 		Help: "Refresh tokens exchanged for their successor (audit event refresh.rotated).",
 	})
+	codeReuse := prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "latchkey", Subsystem: "server", Name: "code_reuse_total",
+		Help: "Authorization codes presented again, each of which revoked its grant (audit event code.reuse_detected).",
+	})
 	logins := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "latchkey", Subsystem: "server", Name: "logins_total",
 		Help: "Password logins by result: succeeded or failed (audit events login.*).",
@@ -115,6 +122,9 @@ func New(h slog.Handler, reg prometheus.Registerer) (*Logger, error) {
 		if rotated, err = register(reg, rotated); err != nil {
 			return nil, err
 		}
+		if codeReuse, err = register(reg, codeReuse); err != nil {
+			return nil, err
+		}
 		if logins, err = register(reg, logins); err != nil {
 			return nil, err
 		}
@@ -132,6 +142,7 @@ func New(h slog.Handler, reg prometheus.Registerer) (*Logger, error) {
 		log: slog.New(h),
 		counters: map[string]prometheus.Counter{
 			RefreshRotated:      rotated,
+			CodeReuseDetected:   codeReuse,
 			LoginSucceeded:      logins.WithLabelValues("succeeded"),
 			LoginFailed:         logins.WithLabelValues("failed"),
 			ConsentGiven:        consents.WithLabelValues("given"),
