@@ -20,7 +20,7 @@ import (
 	"github.com/latchkey-dev/latchkey/internal/audit"
 )
 
-// The controllers' audit events: key.rotated when a key becomes Active, client.secret_rotated
+// The controllers' audit events: signing_key_rotated when a key becomes Active, client_secret_rotated
 // when a generated secret is replaced on request; each counted, and neither carrying key
 // material or a secret.
 func TestAuditRecords(t *testing.T) {
@@ -81,10 +81,10 @@ func TestAuditRecords(t *testing.T) {
 		}
 	}
 	if len(keyEvents) != 2 || keyEvents[1]["keyID"] != got.Status.ActiveKeyID || keyEvents[1]["signingKey"] != "default" {
-		t.Fatalf("key.rotated records = %v, want 2, the last for %s", keyEvents, got.Status.ActiveKeyID)
+		t.Fatalf("signing_key_rotated records = %v, want 2, the last for %s", keyEvents, got.Status.ActiveKeyID)
 	}
 	if len(secretEvents) != 1 || secretEvents[0][audit.KeyClient] != "svc.default" || secretEvents[0]["oauthClient"] != "svc" {
-		t.Fatalf("client.secret_rotated records = %v", secretEvents)
+		t.Fatalf("client_secret_rotated records = %v", secretEvents)
 	}
 	if n := counterValue(t, reg, "latchkey_controller_signing_key_rotations_total"); n != 2 {
 		t.Errorf("key rotations counted %v, want 2", n)

@@ -79,7 +79,7 @@ type OAuthClientReconciler struct {
 	// SecretGracePeriod is how long the previous client secret stays valid after a rotation
 	// (DefaultSecretGracePeriod when zero).
 	SecretGracePeriod time.Duration
-	// Audit receives the client.secret_rotated audit record (nil: the controller-runtime log
+	// Audit receives the client_secret_rotated audit record (nil: the controller-runtime log
 	// and metrics registry, see auditor).
 	Audit *audit.Logger
 }

@@ -64,7 +64,7 @@ type SigningKeyReconciler struct {
 	Scheme   *runtime.Scheme
 	Recorder events.EventRecorder
 	Clock    clock.PassiveClock
-	// Audit receives the key.rotated audit record (nil: the controller-runtime log and
+	// Audit receives the signing_key_rotated audit record (nil: the controller-runtime log and
 	// metrics registry, see auditor).
 	Audit *audit.Logger
 }
@@ -499,7 +499,7 @@ func (r *SigningKeyReconciler) deleteSecret(ctx context.Context, s *corev1.Secre
 }
 
 // recordTransitions emits an Event for every key whose state changed since the last status.
-// A key that becomes Active is also the audit event key.rotated.
+// A key that becomes Active is also the audit event signing_key_rotated.
 func (r *SigningKeyReconciler) recordTransitions(ctx context.Context, sk *latchkeyv1.SigningKey, view keyView) {
 	before := map[string]latchkeyv1.KeyState{}
 	for _, k := range sk.Status.Keys {

@@ -46,10 +46,10 @@ func TestAuditStream(t *testing.T) {
 	})})
 	forbidden = append(forbidden, e.svcSecret, e.webSecret, alicePassword)
 
-	// token.issued (client_credentials)
+	// token_issued (client_credentials)
 	forbidden = append(forbidden, e.cc(nil))
 
-	// login.failed, login.succeeded, token.issued (authorization_code)
+	// login_failed, login_succeeded, token_issued (authorization_code)
 	p := newPKCE()
 	b := e.browser(t)
 	rec := b.authorize(authz("spa", spaRedirect, "openid offline_access read", p))
@@ -64,26 +64,26 @@ func TestAuditStream(t *testing.T) {
 	tk := e.tokensFrom(t, e.exchange(code, p.verifier, spaRedirect))
 	forbidden = append(forbidden, code, tk.AccessToken, tk.RefreshToken, tk.IDToken)
 
-	// refresh.rotated and token.issued (refresh_token), then refresh.reuse_detected
+	// refresh_token_rotated and token_issued (refresh_token), then refresh_token_reuse_detected
 	tk2 := e.tokensFrom(t, e.refresh(tk.RefreshToken, nil))
 	forbidden = append(forbidden, tk2.AccessToken, tk2.RefreshToken, tk2.IDToken)
 	if rec := e.refresh(tk.RefreshToken, nil); rec.Code != 400 {
 		t.Fatalf("reuse: %d %s", rec.Code, rec.Body)
 	}
 
-	// token.revoked
+	// token_revoked
 	tk3 := e.spaTokens(t, "openid offline_access read")
 	forbidden = append(forbidden, tk3.AccessToken, tk3.RefreshToken, tk3.IDToken)
 	if rec := e.post("/revoke", url.Values{"token": {tk3.RefreshToken}, "client_id": {"spa"}}); rec.Code != 200 {
 		t.Fatalf("revoke: %d %s", rec.Code, rec.Body)
 	}
 
-	// consent.given, consent.denied
+	// consent_given, consent_denied
 	pw := newPKCE()
 	forbidden = append(forbidden, pw.verifier)
 	webCode := e.codeFrom(t, e.browser(t).signIn(authz("web", webRedirect, "openid read", pw), "alice", alicePassword), webRedirect, "st-web")
 	forbidden = append(forbidden, webCode)
-	// code.reuse_detected
+	// authorization_code_reuse_detected
 	tw := e.tokensFrom(t, e.exchange(webCode, pw.verifier, webRedirect, basic("web", e.webSecret)))
 	forbidden = append(forbidden, tw.AccessToken, tw.RefreshToken, tw.IDToken)
 	if rec := e.exchange(webCode, pw.verifier, webRedirect, basic("web", e.webSecret)); rec.Code != 400 {
@@ -144,7 +144,7 @@ func TestAuditStream(t *testing.T) {
 			t.Errorf("no %s record for client %s subject %q in:\n%s", name, w.client, w.subject, out)
 		}
 	}
-	// token.issued of the code grant carries the family too.
+	// token_issued of the code grant carries the family too.
 	fams := 0
 	for _, r := range records {
 		if r[audit.KeyEvent] == audit.TokenIssued && r["grant"] == "authorization_code" && r[audit.KeyFamily] != "" && r[audit.KeySubject] == "alice" {
@@ -152,7 +152,7 @@ func TestAuditStream(t *testing.T) {
 		}
 	}
 	if fams == 0 {
-		t.Errorf("no token.issued record of the code grant with its family")
+		t.Errorf("no token_issued record of the code grant with its family")
 	}
 	for _, v := range forbidden {
 		if v != "" && strings.Contains(out, v) {

@@ -151,7 +151,7 @@ func TestCodeReplayRevokesTheFirstExchange(t *testing.T) {
 			assertError(t, e.refresh(tk.RefreshToken, nil), http.StatusBadRequest, "invalid_grant", "the refresh token is invalid, expired or revoked")
 			assertError(t, e.exchange(code, p.verifier, spaRedirect), http.StatusBadRequest, "invalid_grant",
 				"the authorization code was already used")
-			if !strings.Contains(e.logs.text(), `"event"="code.reuse_detected"`) {
+			if !strings.Contains(e.logs.text(), `"event"="authorization_code_reuse_detected"`) {
 				t.Fatalf("no audit record of the reuse:\n%s", e.logs.text())
 			}
 		})

@@ -53,7 +53,7 @@ type refreshGrant struct {
 // token expires after idleLifetime unused, and the family absoluteLifetime after the grant,
 // whatever happens (invalid_grant either way).
 //
-// A reuse is an audit record (event refresh.reuse_detected, with the client, the family and
+// A reuse is an audit record (event refresh_token_reuse_detected, with the client, the family and
 // the request id; never a token) and is counted in
 // latchkey_server_refresh_token_reuse_total{client}.
 //

@@ -18,31 +18,32 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// The event names.
+// The event names: snake_case, like the names SECURITY-CASES and the earlier log lines use
+// (refresh_token_reuse_detected, authorization_code_reuse_detected).
 const (
 	// TokenIssued: the token endpoint issued an access token (any grant).
-	TokenIssued = "token.issued"
+	TokenIssued = "token_issued"
 	// RefreshRotated: a refresh token was exchanged for its successor.
-	RefreshRotated = "refresh.rotated"
+	RefreshRotated = "refresh_token_rotated"
 	// RefreshReuseDetected: a used refresh token was presented again; its family is revoked.
-	RefreshReuseDetected = "refresh.reuse_detected"
+	RefreshReuseDetected = "refresh_token_reuse_detected"
 	// CodeReuseDetected: a redeemed authorization code was presented again by its client; what
 	// the first redemption issued is revoked (OAuth 2.1 §4.1.3).
-	CodeReuseDetected = "code.reuse_detected"
+	CodeReuseDetected = "authorization_code_reuse_detected"
 	// TokenRevoked: a token was revoked at the revocation endpoint.
-	TokenRevoked = "token.revoked"
+	TokenRevoked = "token_revoked"
 	// LoginSucceeded: a user signed in with a password.
-	LoginSucceeded = "login.succeeded"
+	LoginSucceeded = "login_succeeded"
 	// LoginFailed: a wrong username or password, or a login refused by the brute-force limit.
-	LoginFailed = "login.failed"
+	LoginFailed = "login_failed"
 	// ConsentGiven: a user allowed a client the requested scopes.
-	ConsentGiven = "consent.given"
+	ConsentGiven = "consent_given"
 	// ConsentDenied: a user denied a client.
-	ConsentDenied = "consent.denied"
+	ConsentDenied = "consent_denied"
 	// ClientSecretRotated: the controller replaced a client's generated secret on request.
-	ClientSecretRotated = "client.secret_rotated"
+	ClientSecretRotated = "client_secret_rotated"
 	// KeyRotated: a signing key became the Active key.
-	KeyRotated = "key.rotated"
+	KeyRotated = "signing_key_rotated"
 )
 
 // Names lists every event name, in documentation order.
@@ -89,33 +90,33 @@ type Logger struct {
 // process) shares the series.
 //
 // Three events are counted by counters that existed before this package and are not
-// duplicated: token.issued (latchkey_server_tokens_issued_total{grant}), token.revoked
-// (latchkey_server_tokens_revoked_total{token_type}) and refresh.reuse_detected
+// duplicated: token_issued (latchkey_server_tokens_issued_total{grant}), token.revoked
+// (latchkey_server_tokens_revoked_total{token_type}) and refresh_token_reuse_detected
 // (latchkey_server_refresh_token_reuse_total{client}). The others get theirs here.
 func New(h slog.Handler, reg prometheus.Registerer) (*Logger, error) {
 	rotated := prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: "latchkey", Subsystem: "server", Name: "refresh_tokens_rotated_total",
-		Help: "Refresh tokens exchanged for their successor (audit event refresh.rotated).",
+		Help: "Refresh tokens exchanged for their successor (audit event refresh_token_rotated).",
 	})
 	codeReuse := prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: "latchkey", Subsystem: "server", Name: "code_reuse_total",
-		Help: "Authorization codes presented again, each of which revoked its grant (audit event code.reuse_detected).",
+		Help: "Authorization codes presented again, each of which revoked its grant (audit event authorization_code_reuse_detected).",
 	})
 	logins := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "latchkey", Subsystem: "server", Name: "logins_total",
-		Help: "Password logins by result: succeeded or failed (audit events login.*).",
+		Help: "Password logins by result: succeeded or failed (audit events login_*).",
 	}, []string{"result"})
 	consents := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "latchkey", Subsystem: "server", Name: "consents_total",
-		Help: "Consent decisions by decision: given or denied (audit events consent.*).",
+		Help: "Consent decisions by decision: given or denied (audit events consent_*).",
 	}, []string{"decision"})
 	secrets := prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: "latchkey", Subsystem: "controller", Name: "client_secret_rotations_total",
-		Help: "Generated client secrets replaced on request (audit event client.secret_rotated).",
+		Help: "Generated client secrets replaced on request (audit event client_secret_rotated).",
 	})
 	keys := prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: "latchkey", Subsystem: "controller", Name: "signing_key_rotations_total",
-		Help: "Signing keys that became Active (audit event key.rotated).",
+		Help: "Signing keys that became Active (audit event signing_key_rotated).",
 	})
 	if reg != nil {
 		var err error
