@@ -33,7 +33,9 @@ const unsupportedGrantLabel = "unsupported"
 // grant shares, in this order, and only it writes the response:
 //
 //  1. read the form once (POST, form-encoded, no query, bounded, no repeated parameter);
-//  2. authenticate the client (exactly one method, the registered one);
+//  2. authenticate the client (exactly one method, the registered one), and admit it: a
+//     client over its spec.rateLimit, or a client_id locked by failed authentications, is 429
+//     slow_down (package ratelimit);
 //  3. grant_type: missing → invalid_request; not registered → unsupported_grant_type; not in
 //     the client's spec.grantTypes → unauthorized_client;
 //  4. scope: outside the RFC 6749 §3.3 grammar or beyond spec.scopes → invalid_scope;
@@ -50,8 +52,8 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	// Admission (package ratelimit) runs while the request is checked; nothing is answered
-	// before it is in, so a client_id locked by failed authentications learns nothing.
+	// Admission (package ratelimit): nothing is answered before it is in, so a client_id locked
+	// by failed authentications learns nothing, not even whether the request is well-formed.
 	gt := latchkeyv1.GrantType(form.Get(paramGrantType))
 	adm := s.admit(ctx, c, limitToken, gt == latchkeyv1.GrantClientCredentials)
 	fail := func(err error) {
