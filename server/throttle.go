@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	latchkeyv1 "github.com/latchkey-dev/latchkey/api/v1alpha1"
+	"github.com/latchkey-dev/latchkey/server/accesstoken"
 	"github.com/latchkey-dev/latchkey/server/clients"
 	"github.com/latchkey-dev/latchkey/server/httpx"
 	"github.com/latchkey-dev/latchkey/server/oautherr"
 	"github.com/latchkey-dev/latchkey/server/ratelimit"
+	"github.com/latchkey-dev/latchkey/server/store"
 )
 
 // Endpoint names of the client request counters (and of the metrics' endpoint label).
@@ -71,41 +74,78 @@ func (s *Server) identifyClient(w http.ResponseWriter, r *http.Request, form htt
 	return nil, false
 }
 
-// admission is the limiter's pending or final answer for an authenticated client.
+// admission is the limiter's answer for one authenticated request: decided at once, or
+// deferred until the request records its token (client_credentials), so that the count and
+// the record share one round trip (store.RecordAndHitter).
 type admission struct {
-	done     chan struct{}
+	plan     ratelimit.Plan
+	now      time.Time
+	clientID string
+	decided  bool
 	d        ratelimit.Decision
 	err      error
-	clientID string
 	// answered: admitted has written the refusal; later calls only report it.
 	answered bool
 }
 
-// admit asks the limiter whether c may make this request at endpoint. With async, the store
-// call runs while the caller goes on (the client_credentials grant signs its token meanwhile,
-// which hides most of the round trip); the caller must not change any state, nor answer,
-// before admitted.
-func (s *Server) admit(ctx context.Context, c *clients.Client, endpoint string, async bool) *admission {
-	a := &admission{done: make(chan struct{}), clientID: c.ID}
+// admit prepares the admission of c at endpoint and, unless deferred, decides it now.
+func (s *Server) admit(ctx context.Context, c *clients.Client, endpoint string, deferred bool) *admission {
 	lim := ratelimit.Limit{Requests: c.RateLimitRequests(), Window: c.RateLimitWindow()}
-	check := c.Method != latchkeyv1.AuthMethodNone
-	now := s.now()
-	if !async {
-		a.d, a.err = s.limiter.Admit(ctx, c.ID, endpoint, lim, check, now)
-		close(a.done)
-		return a
+	a := &admission{
+		plan:     s.limiter.Plan(c.ID, endpoint, lim, c.Method != latchkeyv1.AuthMethodNone),
+		now:      s.now(),
+		clientID: c.ID,
 	}
-	go func() {
-		defer close(a.done)
-		a.d, a.err = s.limiter.Admit(ctx, c.ID, endpoint, lim, check, now)
-	}()
+	if !deferred {
+		s.decide(ctx, a)
+	}
 	return a
 }
 
-// admitted waits for a and reports whether the request may go on. A refusal (429) or a
-// limiter outage (503) is written once; later calls return false without writing.
+// decide asks the store, unless a is decided or has nothing to count.
+func (s *Server) decide(ctx context.Context, a *admission) {
+	if a.decided {
+		return
+	}
+	a.decided = true
+	if len(a.plan.Hits) == 0 {
+		return
+	}
+	counts, err := s.store.HitGroup(ctx, a.plan.Group, a.plan.Hits, a.now)
+	a.resolve(counts, err)
+}
+
+// resolve records the store's answer.
+func (a *admission) resolve(counts []store.LimitCount, err error) {
+	a.decided = true
+	if err != nil {
+		a.err = fmt.Errorf("rate limit: %w", err)
+		return
+	}
+	a.d = a.plan.Decide(counts, a.now)
+}
+
+// recordAdmitted records tok and decides a deferred admission in the same round trip when the
+// store can (store.RecordAndHitter), else one after the other. The caller still checks
+// admitted before sending the token: a token recorded for a refused request is never sent.
+func (s *Server) recordAdmitted(ctx context.Context, a *admission, tok *accesstoken.Token) error {
+	rh, ok := s.store.(store.RecordAndHitter)
+	if a == nil || a.decided || len(a.plan.Hits) == 0 || !ok {
+		return s.recordAccessToken(ctx, tok)
+	}
+	counts, hitErr, recErr := rh.RecordAccessTokenAndHit(ctx, tok.Record, a.plan.Group, a.plan.Hits, a.now)
+	a.resolve(counts, hitErr)
+	if recErr != nil {
+		return fmt.Errorf("record access token: %w", recErr)
+	}
+	return nil
+}
+
+// admitted decides a if it is still deferred and reports whether the request may go on. A
+// refusal (429) or a limiter outage (503) is written once; later calls return false without
+// writing.
 func (s *Server) admitted(w http.ResponseWriter, r *http.Request, a *admission) bool {
-	<-a.done
+	s.decide(r.Context(), a)
 	if a.err == nil && !a.d.Refused() {
 		return true
 	}

@@ -92,12 +92,14 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		}
 		req.Scopes, req.ScopeSent = scopes, true
 	}
-	// A code or refresh grant changes state (redeems, rotates), so it waits for admission; the
+	// A code or refresh grant changes state (redeems, rotates), so it is admitted first. The
 	// client_credentials grant only records a token, and one recorded but never sent (when
-	// admission refuses) is harmless, so it signs while admission is in flight.
+	// admission refuses) is harmless, so its admission is counted in the round trip that
+	// records the token (recordAdmitted).
 	if gt != latchkeyv1.GrantClientCredentials && !s.admitted(w, r, adm) {
 		return
 	}
+	req.admission = adm
 	resp, err := grant.handle(ctx, req)
 	if !s.admitted(w, r, adm) {
 		return

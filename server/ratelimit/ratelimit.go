@@ -89,34 +89,57 @@ func (l *Limiter) failureLimit() Limit {
 // checkFailures is set (a client with a secret or key to guess), checks that the client_id is
 // not locked by failed authentications. One store call at most; none when nothing applies.
 func (l *Limiter) Admit(ctx context.Context, clientID, endpoint string, lim Limit, checkFailures bool, now time.Time) (Decision, error) {
-	hits := make([]store.LimitHit, 0, 2)
-	if checkFailures {
-		hits = append(hits, store.LimitHit{Name: counterAuthFailures, N: 0, Window: l.failureLimit().Window})
-	}
-	if !lim.off() {
-		hits = append(hits, store.LimitHit{Name: endpoint, N: 1, Window: lim.Window})
-	}
-	if len(hits) == 0 {
+	p := l.Plan(clientID, endpoint, lim, checkFailures)
+	if len(p.Hits) == 0 {
 		return Decision{}, nil
 	}
-	counts, err := l.Store.HitGroup(ctx, groupPrefix+clientID, hits, now)
+	counts, err := l.Store.HitGroup(ctx, p.Group, p.Hits, now)
 	if err != nil {
 		return Decision{}, fmt.Errorf("rate limit: %w", err)
 	}
+	return p.Decide(counts, now), nil
+}
+
+// Plan is Admit's store call, for a caller that sends it together with another
+// (store.RecordAndHitter) and then calls Decide with the counts.
+type Plan struct {
+	// Group and Hits are HitGroup's arguments. No hits: nothing to count, admit.
+	Group string
+	Hits  []store.LimitHit
+
+	lim           Limit
+	failures      Limit
+	checkFailures bool
+}
+
+// Plan returns the counters Admit would count.
+func (l *Limiter) Plan(clientID, endpoint string, lim Limit, checkFailures bool) Plan {
+	p := Plan{Group: groupPrefix + clientID, lim: lim, failures: l.failureLimit(), checkFailures: checkFailures}
+	if checkFailures {
+		p.Hits = append(p.Hits, store.LimitHit{Name: counterAuthFailures, N: 0, Window: p.failures.Window})
+	}
+	if !lim.off() {
+		p.Hits = append(p.Hits, store.LimitHit{Name: endpoint, N: 1, Window: lim.Window})
+	}
+	return p
+}
+
+// Decide judges the counts HitGroup returned for p.Hits.
+func (p Plan) Decide(counts []store.LimitCount, now time.Time) Decision {
 	var d Decision
 	i := 0
-	if checkFailures {
-		if c := counts[0]; c.Count >= l.failureLimit().Requests {
+	if p.checkFailures {
+		if c := counts[0]; c.Count >= p.failures.Requests {
 			d = refuse(d, ReasonAuthFailures, c.ResetAt, now)
 		}
 		i++
 	}
-	if !lim.off() {
-		if c := counts[i]; c.Count > lim.Requests {
+	if !p.lim.off() {
+		if c := counts[i]; c.Count > p.lim.Requests {
 			d = refuse(d, ReasonRequests, c.ResetAt, now)
 		}
 	}
-	return d, nil
+	return d
 }
 
 // Fail counts a failed authentication for clientID. It refuses the request when the failure

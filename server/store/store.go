@@ -264,6 +264,17 @@ type Limiter interface {
 	HitGroup(ctx context.Context, group string, hits []LimitHit, now time.Time) ([]LimitCount, error)
 }
 
+// RecordAndHitter is implemented by stores that can record an access token and count
+// rate-limit hits in one round trip (Redis: both scripts in one pipeline). It is optional; the
+// server falls back to RecordAccessToken and HitGroup. The two steps are each atomic but not
+// atomic together: either may take effect when the other fails, which is safe because a
+// token is sent only when both succeeded (a recorded token that was never sent harms nobody).
+type RecordAndHitter interface {
+	// RecordAccessTokenAndHit is RecordAccessToken(r) and HitGroup(group, hits) at once. It
+	// returns HitGroup's counts and error, and RecordAccessToken's error, separately.
+	RecordAccessTokenAndHit(ctx context.Context, r AccessTokenRecord, group string, hits []LimitHit, now time.Time) (counts []LimitCount, hitErr, recordErr error)
+}
+
 // LimitHit is one counter of a HitGroup call: add N (0 only reads) to counter Name in the
 // fixed window of length Window that contains now.
 type LimitHit struct {

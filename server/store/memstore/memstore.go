@@ -44,7 +44,10 @@ type Store struct {
 	nextSweep int64
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store           = (*Store)(nil)
+	_ store.RecordAndHitter = (*Store)(nil)
+)
 
 type pair struct{ a, b string }
 
@@ -639,6 +642,16 @@ func (s *Store) Hit(ctx context.Context, key string, n int64, window time.Durati
 	}
 	c.n += n
 	return c.n, fromMS(start + w), nil
+}
+
+// RecordAccessTokenAndHit is RecordAccessToken and HitGroup (store.RecordAndHitter); memory
+// has no round trips to save.
+func (s *Store) RecordAccessTokenAndHit(ctx context.Context, r store.AccessTokenRecord, group string, hits []store.LimitHit, now time.Time) ([]store.LimitCount, error, error) {
+	counts, hitErr := s.HitGroup(ctx, group, hits, now)
+	if hitErr != nil {
+		return nil, hitErr, nil
+	}
+	return counts, nil, s.RecordAccessToken(ctx, r, now)
 }
 
 // HitGroup counts like Hit, under one lock, so the group's counters move together.

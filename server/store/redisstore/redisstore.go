@@ -88,7 +88,10 @@ type Store struct {
 	batch *batcher
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store           = (*Store)(nil)
+	_ store.RecordAndHitter = (*Store)(nil)
+)
 
 // Option configures a Store.
 type Option func(*Store)

@@ -79,6 +79,7 @@ var tests = []struct {
 	{"LimiterConcurrent", testLimiterConcurrent},
 	{"LimiterGroup", testLimiterGroup},
 	{"LimiterGroupConcurrent", testLimiterGroupConcurrent},
+	{"RecordAccessTokenAndHit", testRecordAndHit},
 	{"IdentifiersWithSeparators", testOddIDs},
 }
 
@@ -1293,6 +1294,48 @@ func testLimiterGroupConcurrent(t *testing.T, s store.Store) {
 	must(t, err)
 	if got[0].Count != n || got[1].Count != 0 {
 		t.Fatalf("counts = %d, %d; want %d, 0", got[0].Count, got[1].Count, n)
+	}
+}
+
+// RecordAccessTokenAndHit (optional; both stores have it) records the token and counts, and
+// concurrent calls count exactly.
+func testRecordAndHit(t *testing.T, s store.Store) {
+	rh, ok := s.(store.RecordAndHitter)
+	if !ok {
+		return // optional: the server falls back to RecordAccessToken and HitGroup
+	}
+	const n = 50
+	window := time.Minute
+	now := Now().Truncate(window)
+	group := "client:" + Secret(t)
+	jtis := make([]string, n)
+	for i := range jtis {
+		jtis[i] = Secret(t)
+	}
+	errs := concurrently(func(i int) error {
+		if i >= n {
+			return nil
+		}
+		_, hitErr, recErr := rh.RecordAccessTokenAndHit(context.Background(),
+			store.AccessTokenRecord{JTI: jtis[i], ClientID: clientA, ExpiresAt: now.Add(time.Hour)}, group,
+			[]store.LimitHit{{Name: "authfail", Window: window}, {Name: "token", N: 1, Window: window}}, now)
+		return errors.Join(hitErr, recErr)
+	})
+	countNil(t, errs)
+	for _, jti := range jtis {
+		wantActive(t, s, jti, "", now, true)
+	}
+	counts, hitErr, recErr := rh.RecordAccessTokenAndHit(ctx(t),
+		store.AccessTokenRecord{JTI: Secret(t), ClientID: clientA, ExpiresAt: now.Add(time.Hour)}, group,
+		[]store.LimitHit{{Name: "authfail", Window: window}, {Name: "token", N: 1, Window: window}}, now)
+	must(t, hitErr)
+	must(t, recErr)
+	if len(counts) != 2 || counts[0].Count != 0 || counts[1].Count != n+1 || !counts[1].ResetAt.Equal(now.Add(window)) {
+		t.Fatalf("counts = %+v, want 0 and %d", counts, n+1)
+	}
+	if _, hitErr, _ := rh.RecordAccessTokenAndHit(ctx(t),
+		store.AccessTokenRecord{JTI: Secret(t), ClientID: clientA, ExpiresAt: now.Add(time.Hour)}, group, nil, now); hitErr == nil {
+		t.Fatal("empty hits accepted")
 	}
 }
 
