@@ -8,9 +8,6 @@ import (
 	"testing"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	latchkeyv1 "github.com/latchkey-dev/latchkey/api/v1alpha1"
 	"github.com/latchkey-dev/latchkey/server"
 	"github.com/latchkey-dev/latchkey/server/internal/servertest"
 	"github.com/latchkey-dev/latchkey/server/ratelimit"
@@ -39,9 +36,8 @@ func assertThrottled(t *testing.T, rec *httptest.ResponseRecorder, retryAfter st
 // spec.rateLimit of an OAuthClient limits its requests per endpoint; another client, and the
 // same client at another endpoint, are not affected; the next window admits it again.
 func TestClientRateLimit(t *testing.T) {
-	limited, limitedSecret := servertest.ConfidentialClient("limited", "apps", servertest.WithClientID("limited"))
-	three := int32(3)
-	limited.Spec.RateLimit = latchkeyv1.RateLimit{Requests: &three, Window: &metav1.Duration{Duration: time.Minute}}
+	limited, limitedSecret := servertest.ConfidentialClient("limited", "apps", servertest.WithClientID("limited"),
+		servertest.WithRateLimit(3, time.Minute))
 	e := newEnv(t, withObjects(limited, limitedSecret))
 	secret := servertest.SecretOf(limitedSecret)
 	e.logs.forbid(secret)

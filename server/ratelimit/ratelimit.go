@@ -13,7 +13,9 @@
 //
 // An authenticated request reads the failure counter and adds to its request counter in one
 // store call (one Redis script, one round trip); a failed one adds to its failure counter in
-// one. When the store cannot be reached the limiter returns an error and the request is
+// one. At the token endpoint the client_credentials grant sends that script in the pipeline
+// that records its token (Plan, store.RecordAndHitter), so it costs no extra round trip; the
+// code and refresh grants change state and are admitted before they do. When the store cannot be reached the limiter returns an error and the request is
 // answered 503 temporarily_unavailable like any store outage: it neither fails open (which
 // would lift the brute-force limit whenever Redis is down) nor answers 500.
 package ratelimit
