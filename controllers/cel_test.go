@@ -120,6 +120,15 @@ func TestCELValidation(t *testing.T) {
 		{"a reverse-domain private-use scheme is accepted", redirect("com.example.app:/cb"), ""},
 		{"an https redirect is accepted", redirect("https://shop.example.com/callback"), ""},
 
+		// Rate limit.
+		{"a rate-limit window of 0s is refused", public(func(s *latchkeyv1.OAuthClientSpec) { s.RateLimit.Window = d("0s") }),
+			"window must be between 1s and 1h"},
+		{"a rate-limit window of 2h is refused", public(func(s *latchkeyv1.OAuthClientSpec) { s.RateLimit.Window = d("2h") }),
+			"window must be between 1s and 1h"},
+		{"a negative request limit is refused", public(func(s *latchkeyv1.OAuthClientSpec) { n := int32(-1); s.RateLimit.Requests = &n }),
+			"should be greater than or equal to 0"},
+		{"a request limit of 0 (off) is accepted", public(func(s *latchkeyv1.OAuthClientSpec) { n := int32(0); s.RateLimit.Requests = &n }), ""},
+
 		// Lifetimes.
 		{"an access-token lifetime of 2h is refused", public(func(s *latchkeyv1.OAuthClientSpec) { s.AccessTokenLifetime = d("2h") }),
 			"accessTokenLifetime must be between 1m and 1h"},
@@ -196,7 +205,9 @@ func TestCRDDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if oc.Spec.TokenEndpointAuthMethod != latchkeyv1.AuthMethodClientSecretBasic || oc.Spec.SecretSource != latchkeyv1.SecretSourceGenerated ||
-		len(oc.Spec.GrantTypes) != 2 || oc.AccessTokenLifetime() != 15*time.Minute || oc.Spec.AccessTokenLifetime == nil {
+		len(oc.Spec.GrantTypes) != 2 || oc.AccessTokenLifetime() != 15*time.Minute || oc.Spec.AccessTokenLifetime == nil ||
+		oc.Spec.RateLimit.Requests == nil || *oc.Spec.RateLimit.Requests != latchkeyv1.DefaultRateLimitRequests ||
+		oc.Spec.RateLimit.Window == nil || oc.RateLimitWindow() != latchkeyv1.DefaultRateLimitWindow {
 		t.Errorf("OAuthClient defaults = %+v", oc.Spec)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
+	"log/slog"
 	"maps"
 	"strings"
 	"time"
@@ -27,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	latchkeyv1 "github.com/latchkey-dev/latchkey/api/v1alpha1"
+	"github.com/latchkey-dev/latchkey/internal/audit"
 )
 
 // DefaultSecretGracePeriod is how long a rotated-out client secret stays valid when
@@ -77,6 +79,9 @@ type OAuthClientReconciler struct {
 	// SecretGracePeriod is how long the previous client secret stays valid after a rotation
 	// (DefaultSecretGracePeriod when zero).
 	SecretGracePeriod time.Duration
+	// Audit receives the client_secret_rotated audit record (nil: the controller-runtime log
+	// and metrics registry, see auditor).
+	Audit *audit.Logger
 }
 
 // IndexOAuthClientClientID is the extractor of the latchkeyv1.ClientIDIndex field index. The
@@ -320,6 +325,9 @@ func (r *OAuthClientReconciler) reconcileGenerated(ctx context.Context, oc *latc
 			log.Info("Rotated client secret", "secret", name, "previousExpiresAt", out.PreviousExpiresAt)
 			r.Recorder.Eventf(oc, us, corev1.EventTypeNormal, latchkeyv1.ReasonSecretRotated, "Rotate",
 				"Rotated the client secret in Secret %s; the previous one is accepted until %s", name, out.PreviousExpiresAt.Format(time.RFC3339))
+			auditor(r.Audit).Emit(ctx, audit.Event{Name: audit.ClientSecretRotated, ClientID: oc.EffectiveClientID(), Attrs: []slog.Attr{
+				slog.String("namespace", oc.Namespace), slog.String("oauthClient", oc.Name), slog.String("secret", name),
+			}})
 		}
 		if out.PreviousDropped {
 			log.Info("Previous client secret expired", "secret", name)

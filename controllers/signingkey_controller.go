@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"maps"
 	"slices"
 	"strings"
@@ -27,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	latchkeyv1 "github.com/latchkey-dev/latchkey/api/v1alpha1"
+	"github.com/latchkey-dev/latchkey/internal/audit"
 	"github.com/latchkey-dev/latchkey/internal/keymaterial"
 )
 
@@ -62,6 +64,9 @@ type SigningKeyReconciler struct {
 	Scheme   *runtime.Scheme
 	Recorder events.EventRecorder
 	Clock    clock.PassiveClock
+	// Audit receives the signing_key_rotated audit record (nil: the controller-runtime log and
+	// metrics registry, see auditor).
+	Audit *audit.Logger
 }
 
 // Event reasons of the SigningKey controller (condition reasons live in api/v1alpha1).
@@ -305,7 +310,7 @@ func (r *SigningKeyReconciler) reconcileKeys(ctx context.Context, sk *latchkeyv1
 
 	// 5. Status, derived from the keys as they now are.
 	view := describeKeys(keys, pol, now)
-	r.recordTransitions(sk, view)
+	r.recordTransitions(ctx, sk, view)
 	sk.Status.ObservedGeneration = sk.Generation
 	sk.Status.JWKSConfigMapName = cmName
 	sk.Status.ActiveKeyID = view.ActiveKeyID
@@ -494,7 +499,8 @@ func (r *SigningKeyReconciler) deleteSecret(ctx context.Context, s *corev1.Secre
 }
 
 // recordTransitions emits an Event for every key whose state changed since the last status.
-func (r *SigningKeyReconciler) recordTransitions(sk *latchkeyv1.SigningKey, view keyView) {
+// A key that becomes Active is also the audit event signing_key_rotated.
+func (r *SigningKeyReconciler) recordTransitions(ctx context.Context, sk *latchkeyv1.SigningKey, view keyView) {
 	before := map[string]latchkeyv1.KeyState{}
 	for _, k := range sk.Status.Keys {
 		before[k.KeyID] = k.State
@@ -507,6 +513,9 @@ func (r *SigningKeyReconciler) recordTransitions(sk *latchkeyv1.SigningKey, view
 		switch k.State {
 		case latchkeyv1.KeyStateActive:
 			r.Recorder.Eventf(sk, nil, corev1.EventTypeNormal, EventKeyActivated, "Activate", "Key %s is now Active", k.KeyID)
+			auditor(r.Audit).Emit(ctx, audit.Event{Name: audit.KeyRotated, Attrs: []slog.Attr{
+				slog.String("namespace", sk.Namespace), slog.String("signingKey", sk.Name), slog.String("keyID", k.KeyID),
+			}})
 		case latchkeyv1.KeyStateRetired:
 			if known {
 				r.Recorder.Eventf(sk, nil, corev1.EventTypeNormal, EventKeyRetired, "Retire",

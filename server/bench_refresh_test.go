@@ -65,7 +65,7 @@ func refreshBenchServer(b *testing.B, sc string) (http.Handler, string) {
 	b.Helper()
 	now := time.Now()
 	keys := servertest.NewSigningKey(b, servertest.Namespace, "default", latchkeyv1.AlgorithmES256, now)
-	spa := servertest.PublicClient("spa", "apps", servertest.WithClientID("spa"))
+	spa := servertest.PublicClient("spa", "apps", servertest.WithClientID("spa"), servertest.WithRateLimit(0, 0))
 	st, _ := servertest.RedisStore(b)
 	srv, err := server.New(server.Options{
 		Issuer:    servertest.Issuer,

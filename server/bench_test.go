@@ -26,7 +26,7 @@ import (
 // with ES256, and recording the token in a real Redis.
 func BenchmarkClientCredentials(b *testing.B) {
 	keys := servertest.NewSigningKey(b, servertest.Namespace, "default", latchkeyv1.AlgorithmES256, time.Now())
-	svc, svcSecret := servertest.ConfidentialClient("svc", "apps", servertest.WithClientID("svc"))
+	svc, svcSecret := servertest.ConfidentialClient("svc", "apps", servertest.WithClientID("svc"), servertest.WithRateLimit(0, 0))
 	st, _ := servertest.RedisStore(b)
 	srv, err := server.New(server.Options{
 		Issuer:    servertest.Issuer,

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	latchkeyv1 "github.com/latchkey-dev/latchkey/api/v1alpha1"
+	"github.com/latchkey-dev/latchkey/internal/audit"
 	"github.com/latchkey-dev/latchkey/server/accesstoken"
 	"github.com/latchkey-dev/latchkey/server/clients"
 	"github.com/latchkey-dev/latchkey/server/httpx"
@@ -139,6 +140,8 @@ func newAuthorizationCodeGrant(s *Server) (grantHandler, error) {
 			ExpiresIn:    int64(lifetime.Seconds()),
 			RefreshToken: refresh,
 			Scope:        code.Scope,
+			subject:      code.Subject,
+			family:       family,
 		}
 		if slices.Contains(scopes, scopeOpenID) {
 			resp.IDToken, err = s.mintIDToken(signer, idTokenParams{
@@ -203,12 +206,10 @@ func (s *Server) recheckGrant(ctx context.Context, c *clients.Client, scopes []s
 	return u, nil
 }
 
-// auditCodeReuse logs the redemption of a used code, which revoked the first redemption's
-// family. It names the client, the user and the family, never the code.
+// auditCodeReuse records the redemption of a used code, which revoked the first redemption's
+// family, in the audit stream. It names the client, the user and the family, never the code.
 func (s *Server) auditCodeReuse(ctx context.Context, clientID, subject, family string) {
-	s.log.Info("Authorization code reuse detected; its grant is revoked",
-		"event", "authorization_code_reuse_detected", "client", clientID, "subject", subject,
-		"family", family, "requestID", httpx.RequestID(ctx))
+	s.emit(ctx, audit.CodeReuseDetected, clientID, subject, family)
 }
 
 // signer returns the key that signs now; none is 503 temporarily_unavailable.

@@ -47,7 +47,7 @@ func newClientCredentialsGrant(s *Server) (grantHandler, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := s.recordAccessToken(ctx, tok); err != nil {
+		if err := s.recordAdmitted(ctx, req.admission, tok); err != nil {
 			return nil, fmt.Errorf("client credentials: %w", err)
 		}
 		return &tokenResponse{
@@ -55,6 +55,7 @@ func newClientCredentialsGrant(s *Server) (grantHandler, error) {
 			TokenType:   "Bearer",
 			ExpiresIn:   int64(lifetime.Seconds()),
 			Scope:       tok.Claims.Scope,
+			subject:     tok.Claims.Subject,
 		}, nil
 	}), nil
 }

@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	latchkeyv1 "github.com/latchkey-dev/latchkey/api/v1alpha1"
+	"github.com/latchkey-dev/latchkey/internal/audit"
 	"github.com/latchkey-dev/latchkey/server"
 	"github.com/latchkey-dev/latchkey/server/internal/servertest"
 	"github.com/latchkey-dev/latchkey/server/store"
@@ -67,7 +68,7 @@ func TestRefreshReuseRevokesTheFamily(t *testing.T) {
 		assertError(t, e.refresh(rt, nil), http.StatusBadRequest, "invalid_grant", invalidRT)
 	}
 	logs := e.logs.text()
-	if !strings.Contains(logs, `"event"="refresh_token_reuse_detected"`) || !strings.Contains(logs, `"client"="spa"`) {
+	if !strings.Contains(logs, `"event"="`+audit.RefreshReuseDetected+`"`) || !strings.Contains(logs, `"client_id"="spa"`) {
 		t.Fatalf("no audit record:\n%s", logs)
 	}
 	family, _, _ := tokenid.ParseRefreshToken(t0.RefreshToken)

@@ -11,8 +11,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	latchkeyv1 "github.com/latchkey-dev/latchkey/api/v1alpha1"
+	"github.com/latchkey-dev/latchkey/internal/audit"
 	"github.com/latchkey-dev/latchkey/server/accesstoken"
-	"github.com/latchkey-dev/latchkey/server/httpx"
 	"github.com/latchkey-dev/latchkey/server/oautherr"
 	"github.com/latchkey-dev/latchkey/server/scope"
 	"github.com/latchkey-dev/latchkey/server/store"
@@ -53,8 +53,8 @@ type refreshGrant struct {
 // token expires after idleLifetime unused, and the family absoluteLifetime after the grant,
 // whatever happens (invalid_grant either way).
 //
-// A reuse is logged as an audit record (event refresh_token_reuse_detected, with the client,
-// the family and the request id; never a token) and counted in
+// A reuse is an audit record (event refresh_token_reuse_detected, with the client, the family and
+// the request id; never a token) and is counted in
 // latchkey_server_refresh_token_reuse_total{client}.
 //
 // Binding and re-checks:
@@ -146,9 +146,7 @@ func (g *refreshGrant) handle(ctx context.Context, req *tokenRequest) (*tokenRes
 	case err == nil:
 	case errors.Is(err, store.ErrRefreshReused):
 		g.reuse.WithLabelValues(c.ID).Inc()
-		s.log.Info("Refresh token reuse detected; its family is revoked",
-			"event", "refresh_token_reuse_detected", "client", c.ID, "family", family,
-			"requestID", httpx.RequestID(ctx))
+		s.emit(ctx, audit.RefreshReuseDetected, c.ID, "", family)
 		return nil, invalidRefresh()
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrRevoked), errors.Is(err, store.ErrClientMismatch):
 		return nil, invalidRefresh().WithCause(err)
@@ -194,6 +192,8 @@ func (g *refreshGrant) handle(ctx context.Context, req *tokenRequest) (*tokenRes
 		ExpiresIn:    int64(lifetime.Seconds()),
 		RefreshToken: newToken,
 		Scope:        tok.Claims.Scope,
+		subject:      fam.Subject,
+		family:       family,
 	}
 	if slices.Contains(scopes, scopeOpenID) {
 		resp.IDToken, err = s.mintIDToken(signer, idTokenParams{

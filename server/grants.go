@@ -93,6 +93,9 @@ type tokenRequest struct {
 	// Scopes to what was granted.
 	Scopes    []string
 	ScopeSent bool
+	// admission is the request's pending client rate-limit decision (throttle.go); a grant
+	// that records a token outside any family passes it to recordAdmitted.
+	admission *admission
 	// Now is the server clock at the start of the request.
 	Now time.Time
 }
@@ -111,4 +114,7 @@ type tokenResponse struct {
 	Scope string `json:"scope,omitempty"`
 	// IDToken is for the OpenID Connect code flow.
 	IDToken string `json:"id_token,omitempty"`
+
+	// subject and family name the grant in the audit record (never sent).
+	subject, family string
 }

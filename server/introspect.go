@@ -57,9 +57,8 @@ func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, formError(err))
 		return
 	}
-	caller, err := s.auth.Authenticate(ctx, r, form, clients.Policy{AllowPublic: false})
-	if err != nil {
-		s.writeError(w, r, err)
+	caller, ok := s.authenticateClient(w, r, form, clients.Policy{AllowPublic: false}, limitIntrospect)
+	if !ok {
 		return
 	}
 	info.clientID = caller.ID

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/latchkey-dev/latchkey/internal/audit"
 	"github.com/latchkey-dev/latchkey/server/clients"
 	"github.com/latchkey-dev/latchkey/server/httpx"
 	"github.com/latchkey-dev/latchkey/server/oautherr"
@@ -139,6 +141,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	if retry > 0 {
 		info := infoFrom(ctx)
 		info.outcome, info.cause = "too_many_attempts", errors.New("login throttled")
+		s.emit(ctx, audit.LoginFailed, req.ClientID, username, "", slog.String("reason", "throttled"))
 		w.Header().Set("Retry-After", strconv.Itoa(int((retry+time.Second-1)/time.Second)))
 		s.renderLogin(w, r, http.StatusTooManyRequests, req, id, csrf, username, ui.MessageTooManyAttempts)
 		return
@@ -151,6 +154,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		}
 		info := infoFrom(ctx)
 		info.outcome, info.cause = "invalid_credentials", err
+		s.emit(ctx, audit.LoginFailed, req.ClientID, username, "", slog.String("reason", "invalid_credentials"))
 		s.renderLogin(w, r, http.StatusBadRequest, req, id, csrf, username, ui.MessageInvalidCredentials)
 		return
 	}
@@ -179,6 +183,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.flow.setCookie(w, s.flow.sessionCookie, sid, 0)
+	s.emit(ctx, audit.LoginSucceeded, req.ClientID, user.Username, "")
 
 	req.Subject, req.AuthTime = user.Username, now
 	need, err := s.needsConsent(ctx, req, now)
@@ -270,6 +275,7 @@ func (s *Server) complete(w http.ResponseWriter, r *http.Request, id string, req
 	}
 	switch end {
 	case deny:
+		s.emit(ctx, audit.ConsentDenied, taken.ClientID, taken.Subject, "", slog.String("scope", taken.Scope))
 		s.redirectError(w, r, taken.RedirectURI, taken.State, oautherr.New(oautherr.CodeAccessDenied, "the user denied the request"))
 		return
 	case issueAndRemember:
@@ -280,6 +286,7 @@ func (s *Server) complete(w http.ResponseWriter, r *http.Request, id string, req
 			s.redirectError(w, r, taken.RedirectURI, taken.State, oautherr.From(fmt.Errorf("save consent: %w", err)))
 			return
 		}
+		s.emit(ctx, audit.ConsentGiven, taken.ClientID, taken.Subject, "", slog.String("scope", taken.Scope))
 	}
 	s.issueCode(w, r, taken)
 }

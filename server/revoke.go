@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 
+	"github.com/latchkey-dev/latchkey/internal/audit"
 	"github.com/latchkey-dev/latchkey/server/accesstoken"
 	"github.com/latchkey-dev/latchkey/server/clients"
 	"github.com/latchkey-dev/latchkey/server/httpx"
@@ -37,9 +39,8 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, formError(err))
 		return
 	}
-	caller, err := s.auth.Authenticate(ctx, r, form, clients.Policy{AllowPublic: true})
-	if err != nil {
-		s.writeError(w, r, err)
+	caller, ok := s.authenticateClient(w, r, form, clients.Policy{AllowPublic: true}, limitRevoke)
+	if !ok {
 		return
 	}
 	info.clientID = caller.ID
@@ -90,6 +91,7 @@ func (s *Server) revokeAccessToken(ctx context.Context, caller *clients.Client, 
 	switch {
 	case err == nil:
 		s.metrics.revoked.WithLabelValues("access_token").Inc()
+		s.emit(ctx, audit.TokenRevoked, caller.ID, claims.Subject, claims.Family(), slog.String("token_type", "access_token"))
 		return nil
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrRevoked):
 		return nil
@@ -109,6 +111,7 @@ func (s *Server) revokeRefreshToken(ctx context.Context, caller *clients.Client,
 	switch {
 	case err == nil:
 		s.metrics.revoked.WithLabelValues("refresh_token").Inc()
+		s.emit(ctx, audit.TokenRevoked, caller.ID, "", family, slog.String("token_type", "refresh_token"))
 		return nil
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrRevoked):
 		return nil

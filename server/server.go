@@ -17,10 +17,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	latchkeyv1 "github.com/latchkey-dev/latchkey/api/v1alpha1"
+	"github.com/latchkey-dev/latchkey/internal/audit"
 	"github.com/latchkey-dev/latchkey/server/accesstoken"
 	"github.com/latchkey-dev/latchkey/server/clients"
 	"github.com/latchkey-dev/latchkey/server/keyring"
 	"github.com/latchkey-dev/latchkey/server/oautherr"
+	"github.com/latchkey-dev/latchkey/server/ratelimit"
 	"github.com/latchkey-dev/latchkey/server/store"
 	"github.com/latchkey-dev/latchkey/server/store/tracedstore"
 )
@@ -78,6 +80,13 @@ type Options struct {
 	// defaults, which refuses private, loopback and link-local addresses). Tests that serve a
 	// client JWKS on loopback pass one with a widened AllowAddr.
 	ClientKeyFetcher *clients.KeyFetcher
+	// ClientAuthFailures limits failed client authentications per client_id (zero: 100 per 5
+	// minutes, ratelimit.DefaultAuthFailures). Request limits are per client, in the
+	// OAuthClient's spec.rateLimit.
+	ClientAuthFailures ratelimit.Limit
+	// Audit receives the audit stream (nil: audit.FromLogr(Log, Registerer), so the records go
+	// to Log under the name "audit").
+	Audit *audit.Logger
 	// Login configures the login and consent pages: session lifetimes, consent memory and
 	// brute-force limits (zero fields take their defaults).
 	Login LoginOptions
@@ -100,6 +109,8 @@ type Server struct {
 
 	registry *clients.Registry
 	auth     *clients.Authenticator
+	limiter  *ratelimit.Limiter
+	audit    *audit.Logger
 	keys     *keyring.Keyring
 	minter   *accesstoken.Minter
 	grants   map[latchkeyv1.GrantType]grantHandler
@@ -168,6 +179,12 @@ func New(opts Options) (*Server, error) {
 		Issuer:     opts.Issuer,
 		Clock:      opts.Clock,
 	}
+	if s.audit = opts.Audit; s.audit == nil {
+		if s.audit, err = audit.FromLogr(opts.Log, opts.Registerer); err != nil {
+			return nil, fmt.Errorf("new server: %w", err)
+		}
+	}
+	s.limiter = &ratelimit.Limiter{Store: opts.Store, AuthFailures: opts.ClientAuthFailures}
 	s.keys = keyring.New(keyring.Options{
 		Reader:     opts.Reader,
 		Namespace:  opts.Namespace,

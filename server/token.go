@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"time"
 
 	latchkeyv1 "github.com/latchkey-dev/latchkey/api/v1alpha1"
+	"github.com/latchkey-dev/latchkey/internal/audit"
 	"github.com/latchkey-dev/latchkey/server/accesstoken"
 	"github.com/latchkey-dev/latchkey/server/clients"
 	"github.com/latchkey-dev/latchkey/server/httpx"
@@ -31,7 +33,9 @@ const unsupportedGrantLabel = "unsupported"
 // grant shares, in this order, and only it writes the response:
 //
 //  1. read the form once (POST, form-encoded, no query, bounded, no repeated parameter);
-//  2. authenticate the client (exactly one method, the registered one);
+//  2. authenticate the client (exactly one method, the registered one), and admit it: a
+//     client over its spec.rateLimit, or a client_id locked by failed authentications, is 429
+//     slow_down (package ratelimit);
 //  3. grant_type: missing → invalid_request; not registered → unsupported_grant_type; not in
 //     the client's spec.grantTypes → unauthorized_client;
 //  4. scope: outside the RFC 6749 §3.3 grammar or beyond spec.scopes → invalid_scope;
@@ -44,44 +48,62 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, formError(err))
 		return
 	}
-	c, err := s.auth.Authenticate(ctx, r, form, clients.Policy{AllowPublic: true})
-	if err != nil {
-		s.writeError(w, r, err)
+	c, ok := s.identifyClient(w, r, form, clients.Policy{AllowPublic: true})
+	if !ok {
 		return
+	}
+	// Admission (package ratelimit): nothing is answered before it is in, so a client_id locked
+	// by failed authentications learns nothing, not even whether the request is well-formed.
+	gt := latchkeyv1.GrantType(form.Get(paramGrantType))
+	adm := s.admit(ctx, c, limitToken, gt == latchkeyv1.GrantClientCredentials)
+	fail := func(err error) {
+		if s.admitted(w, r, adm) {
+			s.writeError(w, r, err)
+		}
 	}
 	info.clientID = c.ID
 	s.corsForClient(w, r, c)
 
-	gt := latchkeyv1.GrantType(form.Get(paramGrantType))
 	if gt == "" {
-		s.writeError(w, r, oautherr.InvalidRequest("grant_type is required"))
+		fail(oautherr.InvalidRequest("grant_type is required"))
 		return
 	}
 	grant, ok := s.grants[gt]
 	if !ok {
 		info.grant = unsupportedGrantLabel
-		s.writeError(w, r, oautherr.UnsupportedGrantType("grant_type is not supported"))
+		fail(oautherr.UnsupportedGrantType("grant_type is not supported"))
 		return
 	}
 	info.grant = string(gt)
 	if !c.AllowsGrant(gt) {
-		s.writeError(w, r, oautherr.UnauthorizedClient("the client may not use this grant_type"))
+		fail(oautherr.UnauthorizedClient("the client may not use this grant_type"))
 		return
 	}
 	req := &tokenRequest{HTTP: r, Form: form, Client: c, GrantType: gt, Now: s.now()}
 	if form.Has(paramScope) {
 		scopes, err := scope.Parse(form.Get(paramScope))
 		if err != nil {
-			s.writeError(w, r, oautherr.InvalidScope("scope is malformed"))
+			fail(oautherr.InvalidScope("scope is malformed"))
 			return
 		}
 		if _, ok := scope.Subset(scopes, c.Spec.Scopes); !ok {
-			s.writeError(w, r, oautherr.InvalidScope("the requested scope exceeds what the client may request"))
+			fail(oautherr.InvalidScope("the requested scope exceeds what the client may request"))
 			return
 		}
 		req.Scopes, req.ScopeSent = scopes, true
 	}
+	// A code or refresh grant changes state (redeems, rotates), so it is admitted first. The
+	// client_credentials grant only records a token, and one recorded but never sent (when
+	// admission refuses) is harmless, so its admission is counted in the round trip that
+	// records the token (recordAdmitted).
+	if gt != latchkeyv1.GrantClientCredentials && !s.admitted(w, r, adm) {
+		return
+	}
+	req.admission = adm
 	resp, err := grant.handle(ctx, req)
+	if !s.admitted(w, r, adm) {
+		return
+	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -90,6 +112,10 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		resp.TokenType = "Bearer"
 	}
 	s.metrics.tokenIssued(string(gt))
+	s.emit(ctx, audit.TokenIssued, c.ID, resp.subject, resp.family, slog.String("grant", string(gt)))
+	if gt == latchkeyv1.GrantRefreshToken {
+		s.emit(ctx, audit.RefreshRotated, c.ID, resp.subject, resp.family)
+	}
 	info.outcome = "ok"
 	httpx.WriteJSONAppend(w, http.StatusOK, true, resp.appendJSON)
 }

@@ -11,6 +11,9 @@ const (
 	DefaultAccessTokenLifetime = 15 * time.Minute
 	DefaultAbsoluteLifetime    = 168 * time.Hour
 	DefaultIdleLifetime        = 24 * time.Hour
+	// DefaultRateLimitRequests and DefaultRateLimitWindow are spec.rateLimit's defaults.
+	DefaultRateLimitRequests = 6000
+	DefaultRateLimitWindow   = time.Minute
 )
 
 // EffectiveClientID is spec.clientID, or "<name>.<namespace>" when it is empty.
@@ -87,4 +90,17 @@ func (c *OAuthClient) IdleRefreshLifetime() time.Duration {
 // RefreshReuseInterval is spec.refreshTokenPolicy.reuseInterval, 0 when unset.
 func (c *OAuthClient) RefreshReuseInterval() time.Duration {
 	return durationOr(c.Spec.RefreshTokenPolicy.ReuseInterval, 0)
+}
+
+// RateLimitRequests is spec.rateLimit.requests, 6000 when unset; 0 means no limit.
+func (c *OAuthClient) RateLimitRequests() int64 {
+	if c.Spec.RateLimit.Requests == nil {
+		return DefaultRateLimitRequests
+	}
+	return int64(max(*c.Spec.RateLimit.Requests, 0))
+}
+
+// RateLimitWindow is spec.rateLimit.window, 1m when unset.
+func (c *OAuthClient) RateLimitWindow() time.Duration {
+	return durationOr(c.Spec.RateLimit.Window, DefaultRateLimitWindow)
 }

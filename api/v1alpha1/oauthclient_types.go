@@ -78,6 +78,29 @@ type RefreshTokenPolicy struct {
 	ReuseInterval *metav1.Duration `json:"reuseInterval,omitempty"`
 }
 
+// RateLimit bounds how often one client may call the token, introspection and revocation
+// endpoints. Each endpoint counts the client's requests on its own, in fixed windows shared by
+// every replica (counted in Redis), so a busy resource server introspecting tokens does not use
+// up its token requests. Past the limit a request is answered 429 with Retry-After. Fixed
+// windows let a client make up to twice the limit across a window boundary; the limit is a
+// guard against a runaway or abusive client, not a billing quota.
+type RateLimit struct {
+	// requests is how many requests the client may make to each endpoint per window. 0 turns
+	// the limit off. Default 6000.
+	// +optional
+	// +kubebuilder:default=6000
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=1000000
+	Requests *int32 `json:"requests,omitempty"`
+
+	// window is the length of the fixed window the requests are counted in. Default 1m,
+	// between 1s and 1h.
+	// +optional
+	// +kubebuilder:default="1m"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('1h')",message="window must be between 1s and 1h"
+	Window *metav1.Duration `json:"window,omitempty"`
+}
+
 // OAuthClientSpec is the registration of one OAuth 2.1 client.
 //
 // +kubebuilder:validation:XValidation:rule="self.type != 'public' || self.tokenEndpointAuthMethod == 'none'",message="a public client cannot authenticate: tokenEndpointAuthMethod must be none",reason=FieldValueInvalid,fieldPath=".tokenEndpointAuthMethod"
@@ -157,6 +180,12 @@ type OAuthClientSpec struct {
 	// refreshTokenPolicy bounds the life of the client's refresh tokens.
 	// +optional
 	RefreshTokenPolicy RefreshTokenPolicy `json:"refreshTokenPolicy,omitempty"`
+
+	// rateLimit bounds the client's requests to the token, introspection and revocation
+	// endpoints (default 6000 per minute on each). Failed client authentication is limited
+	// separately, per client_id, by the server.
+	// +optional
+	RateLimit RateLimit `json:"rateLimit,omitempty"`
 
 	// corsOrigins are the browser origins allowed to call the token, revocation, introspection
 	// and JWKS endpoints for this client. The authorization endpoint never sends CORS headers.

@@ -256,4 +256,35 @@ type Limiter interface {
 	// Hit adds n (0 only reads) to key's counter in the window that contains now and returns the
 	// count after adding and when the window ends. Concurrent hits are all counted.
 	Hit(ctx context.Context, key string, n int64, window time.Duration, now time.Time) (count int64, resetAt time.Time, err error)
+	// HitGroup is Hit for several named counters of one group (say, one client) in one atomic
+	// step, so a caller that must read one counter and add to another pays one round trip
+	// (Redis: one script, the group's keys in one hash slot). Each counter has its own window;
+	// the counts come back in the order of hits. A group counter is never a Hit key, whatever
+	// the names. An empty hits is an error.
+	HitGroup(ctx context.Context, group string, hits []LimitHit, now time.Time) ([]LimitCount, error)
+}
+
+// RecordAndHitter is implemented by stores that can record an access token and count
+// rate-limit hits in one round trip (Redis: both scripts in one pipeline). It is optional; the
+// server falls back to RecordAccessToken and HitGroup. The two steps are each atomic but not
+// atomic together: either may take effect when the other fails, which is safe because a
+// token is sent only when both succeeded (a recorded token that was never sent harms nobody).
+type RecordAndHitter interface {
+	// RecordAccessTokenAndHit is RecordAccessToken(r) and HitGroup(group, hits) at once. It
+	// returns HitGroup's counts and error, and RecordAccessToken's error, separately.
+	RecordAccessTokenAndHit(ctx context.Context, r AccessTokenRecord, group string, hits []LimitHit, now time.Time) (counts []LimitCount, hitErr, recordErr error)
+}
+
+// LimitHit is one counter of a HitGroup call: add N (0 only reads) to counter Name in the
+// fixed window of length Window that contains now.
+type LimitHit struct {
+	Name   string
+	N      int64
+	Window time.Duration
+}
+
+// LimitCount is a counter after HitGroup: its count after adding, and when its window ends.
+type LimitCount struct {
+	Count   int64
+	ResetAt time.Time
 }

@@ -169,6 +169,17 @@ func WithAccessTokenLifetime(d time.Duration) ClientOption {
 	return func(c *latchkeyv1.OAuthClient) { c.Spec.AccessTokenLifetime = &metav1.Duration{Duration: d} }
 }
 
+// WithRateLimit sets spec.rateLimit: requests per window (0: no limit; window 0: the default).
+// Benchmarks, which send more than the default 6000 requests a minute, pass 0.
+func WithRateLimit(requests int32, window time.Duration) ClientOption {
+	return func(c *latchkeyv1.OAuthClient) {
+		c.Spec.RateLimit.Requests = &requests
+		if window > 0 {
+			c.Spec.RateLimit.Window = &metav1.Duration{Duration: window}
+		}
+	}
+}
+
 // ConfidentialClient is a Ready confidential client_secret_basic client allowed
 // client_credentials, with scopes "read" and "write" and audience Audience, and its credentials
 // Secret holding a random secret (Secret.StringData is not used: read the secret from

@@ -148,3 +148,61 @@ func (b *batcher) flush(batch []*call) {
 	}
 	retries.Wait()
 }
+
+// script is one script run of runTogether.
+type script struct {
+	sc   *redis.Script
+	keys []string
+	args []any
+}
+
+// runTogether runs scripts in the same batch: queued under one lock, they leave in one
+// pipeline (one round trip when nothing else is in flight), each still its own atomic
+// EVALSHA. The replies come back in order.
+func (s *Store) runTogether(ctx context.Context, scripts []script) []*redis.Cmd {
+	out := make([]*redis.Cmd, len(scripts))
+	if s.batch == nil {
+		pipe := s.rdb.Pipeline()
+		for i, sc := range scripts {
+			out[i] = sc.sc.EvalSha(ctx, pipe, sc.keys, sc.args...)
+		}
+		_, _ = pipe.Exec(ctx) // each command carries its own error
+		for i, sc := range scripts {
+			if err := out[i].Err(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
+				out[i] = sc.sc.Run(ctx, s.rdb, sc.keys, sc.args...)
+			}
+		}
+		return out
+	}
+	return s.batch.runTogether(ctx, scripts)
+}
+
+func (b *batcher) runTogether(ctx context.Context, scripts []script) []*redis.Cmd {
+	out := make([]*redis.Cmd, len(scripts))
+	if err := ctx.Err(); err != nil {
+		for i := range out {
+			out[i] = failed(ctx, err)
+		}
+		return out
+	}
+	calls := make([]*call, len(scripts))
+	for i, sc := range scripts {
+		calls[i] = &call{ctx: ctx, sc: sc.sc, keys: sc.keys, args: sc.args, done: make(chan struct{})}
+	}
+	b.mu.Lock()
+	b.pending = append(b.pending, calls...)
+	if !b.running {
+		b.running = true
+		go b.loop()
+	}
+	b.mu.Unlock()
+	for i, c := range calls {
+		select {
+		case <-c.done:
+			out[i] = c.cmd
+		case <-ctx.Done():
+			out[i] = failed(ctx, ctx.Err())
+		}
+	}
+	return out
+}

@@ -22,6 +22,8 @@
 //	{r:<idHash>}                  string  a pending authorization request. TTL: its expiry.
 //	{u:<subject>}:c:<client>      hash    consented scope -> expiry. TTL: the latest expiry.
 //	{l:<key>}:<windowStart>       string  a rate-limit counter. TTL: the end of its window.
+//	{g:<group>}:<name>:<start>    string  a counter of a HitGroup group (one client's request
+//	                                      and failure counters share a slot). TTL: as above.
 //
 // Variable parts are written as they are when they consist only of [A-Za-z0-9_.-] (hashes,
 // family ids and jtis normally do), and as "=" followed by their unpadded base64url otherwise,
@@ -87,7 +89,10 @@ type Store struct {
 	batch *batcher
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store           = (*Store)(nil)
+	_ store.RecordAndHitter = (*Store)(nil)
+)
 
 // Option configures a Store.
 type Option func(*Store)
@@ -214,6 +219,9 @@ func (s *Store) consentKey(subject, clientID string) string {
 }
 func (s *Store) limitKey(key string, windowStart int64) string {
 	return s.prefix + "{l:" + enc(key) + "}:" + strconv.FormatInt(windowStart, 10)
+}
+func (s *Store) groupKey(group, name string, windowStart int64) string {
+	return s.prefix + "{g:" + enc(group) + "}:" + enc(name) + ":" + strconv.FormatInt(windowStart, 10)
 }
 
 // --- running scripts ---

@@ -316,6 +316,23 @@ if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) 
 return c
 `)
 
+// scriptHitGroup: KEYS counters (one hash tag); ARGV n, ttl ms per key, in key order. Returns
+// the counts. Each key is checked before any is written.
+var scriptHitGroup = newScript(`
+for i = 1, #KEYS do want(KEYS[i], 'string') end
+local out = {}
+for i = 1, #KEYS do
+  local n = tonumber(ARGV[2 * i - 1])
+  if n == 0 then
+    out[i] = tonumber(redis.call('GET', KEYS[i]) or '0')
+  else
+    out[i] = redis.call('INCRBY', KEYS[i], n)
+    if redis.call('PTTL', KEYS[i]) < 0 then redis.call('PEXPIRE', KEYS[i], ARGV[2 * i]) end
+  end
+end
+return out
+`)
+
 func newScript(body string) *redis.Script {
 	prelude := strings.ReplaceAll(luaPrelude, "MIN_TTL_MS", strconv.FormatInt(retention.MinKeyTTL.Milliseconds(), 10))
 	return redis.NewScript(prelude + body)

@@ -77,6 +77,9 @@ var tests = []struct {
 	{"Consent", testConsent},
 	{"Limiter", testLimiter},
 	{"LimiterConcurrent", testLimiterConcurrent},
+	{"LimiterGroup", testLimiterGroup},
+	{"LimiterGroupConcurrent", testLimiterGroupConcurrent},
+	{"RecordAccessTokenAndHit", testRecordAndHit},
 	{"IdentifiersWithSeparators", testOddIDs},
 }
 
@@ -1199,6 +1202,140 @@ func testLimiterConcurrent(t *testing.T, s store.Store) {
 	must(t, err)
 	if n != 0 {
 		t.Fatalf("count in the next window = %d, want 0", n)
+	}
+}
+
+// A group's counters count in their own windows, apart from each other, from other groups and
+// from Hit's counters.
+func testLimiterGroup(t *testing.T, s store.Store) {
+	minute, fiveMin := time.Minute, 5*time.Minute
+	now := Now().Truncate(fiveMin).Add(10 * time.Second)
+	group := "client:" + Secret(t)
+	hits := func(at time.Time, reqs, fails int64) []store.LimitCount {
+		t.Helper()
+		got, err := s.HitGroup(ctx(t), group, []store.LimitHit{
+			{Name: "token", N: reqs, Window: minute},
+			{Name: "authfail", N: fails, Window: fiveMin},
+		}, at)
+		must(t, err)
+		if len(got) != 2 {
+			t.Fatalf("HitGroup returned %d counts, want 2", len(got))
+		}
+		return got
+	}
+	got := hits(now, 0, 0)
+	if got[0].Count != 0 || got[1].Count != 0 {
+		t.Fatalf("fresh group = %+v, want zeros", got)
+	}
+	if !got[0].ResetAt.Equal(now.Truncate(minute).Add(minute)) || !got[1].ResetAt.Equal(now.Truncate(fiveMin).Add(fiveMin)) {
+		t.Fatalf("reset times = %v, %v", got[0].ResetAt, got[1].ResetAt)
+	}
+	for i := int64(1); i <= 3; i++ {
+		got = hits(now, 1, 0)
+		if got[0].Count != i || got[1].Count != 0 {
+			t.Fatalf("hit %d = %+v", i, got)
+		}
+	}
+	got = hits(now, 0, 2)
+	if got[0].Count != 3 || got[1].Count != 2 {
+		t.Fatalf("after failures = %+v, want 3, 2", got)
+	}
+	// A minute later the request counter starts again; the failure window has not ended.
+	got = hits(now.Add(minute), 1, 0)
+	if got[0].Count != 1 || got[1].Count != 2 {
+		t.Fatalf("next minute = %+v, want 1, 2", got)
+	}
+	// Other groups, and Hit with the same strings, see none of it.
+	other, err := s.HitGroup(ctx(t), group+"x", []store.LimitHit{{Name: "token", Window: minute}}, now)
+	must(t, err)
+	if other[0].Count != 0 {
+		t.Fatalf("other group = %d, want 0", other[0].Count)
+	}
+	for _, key := range []string{group, "token", group + ":token", group + "}:token"} {
+		n, _, err := s.Hit(ctx(t), key, 0, minute, now)
+		must(t, err)
+		if n != 0 {
+			t.Fatalf("Hit(%q) = %d, want 0", key, n)
+		}
+	}
+	if _, err := s.HitGroup(ctx(t), group, nil, now); err == nil {
+		t.Fatal("empty group hit accepted")
+	}
+	if _, err := s.HitGroup(ctx(t), group, []store.LimitHit{{Name: "a", N: -1, Window: minute}}, now); err == nil {
+		t.Fatal("negative hit accepted")
+	}
+	if _, err := s.HitGroup(ctx(t), group, []store.LimitHit{{Name: "a", N: 1}}, now); err == nil {
+		t.Fatal("zero window accepted")
+	}
+}
+
+// Case 48 again, through HitGroup: a burst of concurrent callers that each read one counter and
+// add to another is counted exactly.
+func testLimiterGroupConcurrent(t *testing.T, s store.Store) {
+	const n = 50
+	window := time.Minute
+	now := Now().Truncate(window)
+	group := "client:" + Secret(t)
+	errs := concurrently(func(i int) error {
+		if i >= n {
+			return nil
+		}
+		_, err := s.HitGroup(context.Background(), group, []store.LimitHit{
+			{Name: "authfail", N: 0, Window: window},
+			{Name: "token", N: 1, Window: window},
+		}, now)
+		return err
+	})
+	countNil(t, errs)
+	got, err := s.HitGroup(ctx(t), group, []store.LimitHit{
+		{Name: "token", Window: window},
+		{Name: "authfail", Window: window},
+	}, now.Add(window-time.Millisecond))
+	must(t, err)
+	if got[0].Count != n || got[1].Count != 0 {
+		t.Fatalf("counts = %d, %d; want %d, 0", got[0].Count, got[1].Count, n)
+	}
+}
+
+// RecordAccessTokenAndHit (optional; both stores have it) records the token and counts, and
+// concurrent calls count exactly.
+func testRecordAndHit(t *testing.T, s store.Store) {
+	rh, ok := s.(store.RecordAndHitter)
+	if !ok {
+		return // optional: the server falls back to RecordAccessToken and HitGroup
+	}
+	const n = 50
+	window := time.Minute
+	now := Now().Truncate(window)
+	group := "client:" + Secret(t)
+	jtis := make([]string, n)
+	for i := range jtis {
+		jtis[i] = Secret(t)
+	}
+	errs := concurrently(func(i int) error {
+		if i >= n {
+			return nil
+		}
+		_, hitErr, recErr := rh.RecordAccessTokenAndHit(context.Background(),
+			store.AccessTokenRecord{JTI: jtis[i], ClientID: clientA, ExpiresAt: now.Add(time.Hour)}, group,
+			[]store.LimitHit{{Name: "authfail", Window: window}, {Name: "token", N: 1, Window: window}}, now)
+		return errors.Join(hitErr, recErr)
+	})
+	countNil(t, errs)
+	for _, jti := range jtis {
+		wantActive(t, s, jti, "", now, true)
+	}
+	counts, hitErr, recErr := rh.RecordAccessTokenAndHit(ctx(t),
+		store.AccessTokenRecord{JTI: Secret(t), ClientID: clientA, ExpiresAt: now.Add(time.Hour)}, group,
+		[]store.LimitHit{{Name: "authfail", Window: window}, {Name: "token", N: 1, Window: window}}, now)
+	must(t, hitErr)
+	must(t, recErr)
+	if len(counts) != 2 || counts[0].Count != 0 || counts[1].Count != n+1 || !counts[1].ResetAt.Equal(now.Add(window)) {
+		t.Fatalf("counts = %+v, want 0 and %d", counts, n+1)
+	}
+	if _, hitErr, _ := rh.RecordAccessTokenAndHit(ctx(t),
+		store.AccessTokenRecord{JTI: Secret(t), ClientID: clientA, ExpiresAt: now.Add(time.Hour)}, group, nil, now); hitErr == nil {
+		t.Fatal("empty hits accepted")
 	}
 }
 
