@@ -34,6 +34,7 @@ import (
 
 	latchkeyv1 "github.com/latchkey-dev/latchkey/api/v1alpha1"
 	"github.com/latchkey-dev/latchkey/controllers"
+	"github.com/latchkey-dev/latchkey/internal/timesync"
 	"github.com/latchkey-dev/latchkey/server"
 	"github.com/latchkey-dev/latchkey/server/store/redisstore"
 )
@@ -41,6 +42,10 @@ import (
 // shutdownTimeout bounds the token server's drain on SIGTERM. The chart's
 // terminationGracePeriodSeconds is longer.
 const shutdownTimeout = 10 * time.Second
+
+// clockSyncInterval is how often each replica measures its offset to the Redis clock. NTP
+// drift is a few ppm, so a minute keeps replicas within milliseconds of each other.
+const clockSyncInterval = time.Minute
 
 // newScheme registers the Kubernetes core types and the Latchkey API.
 func newScheme() *runtime.Scheme {
@@ -112,6 +117,13 @@ func runCluster(ctx context.Context, cfg Config, log logr.Logger, tracing bool) 
 		if err != nil {
 			return err
 		}
+		// Every replica judges expiry by the Redis clock, not its own (internal/timesync).
+		clk := timesync.New(clock.RealClock{}, rdb)
+		if err := mgr.Add(everyReplica(func(ctx context.Context) error {
+			return clk.Run(ctx, clockSyncInterval, log.WithName("timesync"))
+		})); err != nil {
+			return fmt.Errorf("add clock sync: %w", err)
+		}
 		srv, err := server.New(server.Options{
 			Issuer:         cfg.Issuer,
 			Namespace:      cfg.Namespace,
@@ -119,7 +131,7 @@ func runCluster(ctx context.Context, cfg Config, log logr.Logger, tracing bool) 
 			UsersSecret:    cfg.UsersSecret,
 			Reader:         mgr.GetCache(),
 			Store:          rdb,
-			Clock:          clock.RealClock{},
+			Clock:          clk,
 			Log:            log.WithName("server"),
 			Registerer:     ctrlmetrics.Registry,
 			CacheSynced:    synced.Load,
