@@ -12,6 +12,7 @@ import (
 	"time"
 
 	latchkeyv1 "github.com/latchkey-dev/latchkey/api/v1alpha1"
+	"github.com/latchkey-dev/latchkey/server/accesstoken"
 	"github.com/latchkey-dev/latchkey/server/clients"
 	"github.com/latchkey-dev/latchkey/server/httpx"
 	"github.com/latchkey-dev/latchkey/server/oautherr"
@@ -93,6 +94,9 @@ type authRequest struct {
 	State     string `json:"st,omitempty"`
 	Nonce     string `json:"n,omitempty"`
 	Challenge string `json:"ch"`
+	// Audience is the space-separated aud the grant's access tokens get, as the client named
+	// it when the request was made; the code and its family keep it (SECURITY-CASES 40).
+	Audience string `json:"au,omitempty"`
 	// PromptLogin and PromptConsent: prompt=login (or a max_age that the session's auth_time
 	// exceeds) forces the password; prompt=consent forces the consent page.
 	PromptLogin   bool   `json:"pl,omitempty"`
@@ -212,6 +216,7 @@ func (s *Server) parseAuthorizeRequest(c *latchkeyv1.OAuthClient, form httpx.For
 		RedirectSent: form.Has(paramRedirectURI),
 		State:        form.Get(paramState),
 		Nonce:        form.Get(paramNonce),
+		Audience:     strings.Join(accesstoken.DefaultAudience(c.Spec.Audiences, c.EffectiveClientID()), " "),
 	}
 	if len(req.State) > MaxStateLength {
 		return nil, oautherr.InvalidRequest(fmt.Sprintf("state is longer than %d bytes", MaxStateLength))
@@ -411,6 +416,7 @@ func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, req *authRequ
 			AuthTime:    req.AuthTime,
 			Nonce:       req.Nonce,
 			RedirectURI: boundURI,
+			Audience:    req.Audience,
 		},
 		CodeChallenge: req.Challenge,
 		ExpiresAt:     now.Add(codeLifetime),

@@ -92,7 +92,7 @@ func newAuthorizationCodeGrant(s *Server) (grantHandler, error) {
 			return nil, oe
 		}
 		scopes := strings.Fields(code.Scope)
-		user, oe := s.recheckGrant(ctx, c, scopes, code.Subject)
+		user, oe := s.recheckGrant(ctx, c, scopes, code.Grant)
 		if oe != nil {
 			return nil, oe
 		}
@@ -189,12 +189,17 @@ func codeBinding(c *clients.Client, form httpx.Form, code *store.Code) *oautherr
 
 // recheckGrant checks, at every code exchange and refresh, that the grant still holds: the
 // client (already found Ready and allowed the grant by the token endpoint) still allows every
-// granted scope, and the user is still in the users Secret (SECURITY-CASES 40). It returns the
+// granted scope and still serves every audience the grant's tokens were issued for, and the
+// user is still in the users Secret (SECURITY-CASES 40). It returns the
 // user as the Secret has them now. A grant that no longer holds is invalid_grant; a users
 // Secret that cannot be read is temporarily_unavailable.
-func (s *Server) recheckGrant(ctx context.Context, c *clients.Client, scopes []string, subject string) (users.User, *oautherr.Error) {
+func (s *Server) recheckGrant(ctx context.Context, c *clients.Client, scopes []string, g store.Grant) (users.User, *oautherr.Error) {
+	subject := g.Subject
 	if _, ok := scope.Subset(scopes, c.Spec.Scopes); !ok {
 		return users.User{}, oautherr.InvalidGrant("the client may no longer request the granted scope")
+	}
+	if !audienceHolds(g.Audience, accesstoken.DefaultAudience(c.Spec.Audiences, c.ID)) {
+		return users.User{}, oautherr.InvalidGrant("the client no longer serves the audience of the grant")
 	}
 	u, found, err := s.flow.users.Lookup(ctx, subject)
 	if err != nil {
@@ -231,3 +236,14 @@ type fixedSigner struct{ sg *keyring.Signer }
 
 // Signer returns the fixed signer.
 func (f fixedSigner) Signer(context.Context) (*keyring.Signer, error) { return f.sg, nil }
+
+// audienceHolds reports whether every audience recorded in a grant (space-separated) is still
+// among the client's current audiences. A grant recorded before audiences were kept ("") holds.
+func audienceHolds(granted string, current []string) bool {
+	for _, a := range strings.Fields(granted) {
+		if !slices.Contains(current, a) {
+			return false
+		}
+	}
+	return true
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -403,7 +404,9 @@ func TestRefreshRechecksTheGrant(t *testing.T) {
 			}
 		})
 	}
-	t.Run("an audience removed is never issued again", func(t *testing.T) {
+	t.Run("the client loses an audience of the grant", func(t *testing.T) {
+		// SECURITY-CASES 40: the grant was issued for both audiences; the client no longer
+		// serves one, so the grant can never be used again and its family is revoked.
 		e := newFlowEnv(t, nil, func(spa, _ *latchkeyv1.OAuthClient) {
 			spa.Spec.Audiences = []string{servertest.Audience, "https://old.example.test"}
 		})
@@ -411,9 +414,20 @@ func TestRefreshRechecksTheGrant(t *testing.T) {
 		spa := e.spa.DeepCopy()
 		spa.Spec.Audiences = []string{servertest.Audience}
 		servertest.Update(t, e.reader, spa)
+		assertError(t, e.refresh(tk.RefreshToken, nil), 400, "invalid_grant", "the client no longer serves the audience of the grant")
+		if e.rtLive(t, tk.RefreshToken) || e.active(t, tk.AccessToken) {
+			t.Fatal("the family survived the loss of its audience")
+		}
+	})
+	t.Run("an audience added reaches the grant", func(t *testing.T) {
+		e := newFlowEnv(t, nil)
+		tk := e.spaTokens(t, "openid read")
+		spa := e.spa.DeepCopy()
+		spa.Spec.Audiences = append(slices.Clone(spa.Spec.Audiences), "https://new.example.test")
+		servertest.Update(t, e.reader, spa)
 		_, c := jwtParts(t, e.rotate(t, tk.RefreshToken, nil).AccessToken)
-		if c["aud"] != servertest.Audience {
-			t.Fatalf("aud %v after the audience was removed", c["aud"])
+		if !strings.Contains(fmt.Sprint(c["aud"]), "https://new.example.test") {
+			t.Fatalf("aud %v after an audience was added", c["aud"])
 		}
 	})
 	t.Run("roles are read afresh", func(t *testing.T) {

@@ -68,8 +68,9 @@ type refreshGrant struct {
 //     longer allowed refresh_token is stopped by the token endpoint before the store is
 //     touched; a client that no longer allows a granted scope, or a user who left the users
 //     Secret, makes the refresh invalid_grant and revokes the family, since the grant can never
-//     be used again (fosite #332, SECURITY-CASES 40). The access token's aud is the client's
-//     spec.audiences now, so a removed audience is never issued again. A users Secret that
+//     be used again (fosite #332, SECURITY-CASES 40). The same holds for an audience the grant
+//     was issued for that the client no longer names in spec.audiences. The access token's aud
+//     is the client's spec.audiences now, so an added audience reaches existing grants. A users Secret that
 //     cannot be read is 503 and revokes nothing; it is checked before the rotation so that an
 //     outage does not consume the token.
 //   - An id_token is issued with the new access token when its scope has openid (OpenID
@@ -155,7 +156,7 @@ func (g *refreshGrant) handle(ctx context.Context, req *tokenRequest) (*tokenRes
 	}
 
 	granted := strings.Fields(fam.Scope)
-	user, oe := s.recheckGrant(ctx, c, granted, fam.Subject)
+	user, oe := s.recheckGrant(ctx, c, granted, fam.Grant)
 	if oe != nil {
 		if oe.Code == oautherr.CodeInvalidGrant {
 			if err := s.store.RevokeFamily(ctx, family, now); err != nil {

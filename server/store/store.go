@@ -82,6 +82,10 @@ type Grant struct {
 	// Nonce and RedirectURI matter only for the code (OIDC id_token, RFC 6749 §4.1.3).
 	Nonce       string
 	RedirectURI string
+	// Audience is the space-separated aud of the grant's access tokens, fixed when the code is
+	// issued. A refresh re-checks it against the client (SECURITY-CASES 40). Empty in records
+	// written before it was kept; those are not re-checked.
+	Audience string
 }
 
 // Code is a stored authorization code (OAuth 2.1 §4.1.2).

@@ -18,7 +18,7 @@ func (s *Store) CreateCode(ctx context.Context, family, codeHash string, c store
 	reply, err := s.run(ctx, scriptCreateCode,
 		[]string{s.codeKey(family, codeHash), s.famKey(family)},
 		msArg(now), c.ClientID, c.Subject, c.Scope, authTimeArg(c.AuthTime), c.Nonce, c.RedirectURI,
-		c.CodeChallenge, msArg(c.ExpiresAt)).Slice()
+		c.CodeChallenge, msArg(c.ExpiresAt), c.Audience).Slice()
 	if err != nil {
 		return wrap(op, err)
 	}
@@ -30,7 +30,7 @@ func (s *Store) CreateCode(ctx context.Context, family, codeHash string, c store
 func (s *Store) GetCode(ctx context.Context, family, codeHash string, now time.Time) (store.Code, error) {
 	const op = "get authorization code"
 	v, err := s.rdb.HMGet(ctx, s.codeKey(family, codeHash),
-		"c", "s", "sc", "at", "n", "ru", "ch", "ex", "rd", "tb").Result()
+		"c", "s", "sc", "at", "n", "ru", "ch", "ex", "rd", "tb", "au").Result()
 	if err != nil {
 		return store.Code{}, wrap(op, err)
 	}
@@ -40,7 +40,7 @@ func (s *Store) GetCode(ctx context.Context, family, codeHash string, now time.T
 	c := store.Code{
 		Grant: store.Grant{
 			ClientID: str(v[0]), Subject: str(v[1]), Scope: str(v[2]), AuthTime: parseTime(v[3]),
-			Nonce: str(v[4]), RedirectURI: str(v[5]),
+			Nonce: str(v[4]), RedirectURI: str(v[5]), Audience: str(v[10]),
 		},
 		CodeChallenge: str(v[6]),
 		ExpiresAt:     parseTime(v[7]),
@@ -97,16 +97,16 @@ func (s *Store) RotateRefresh(ctx context.Context, p store.RotateParams, now tim
 func (s *Store) LookupRefresh(ctx context.Context, family, h string, now time.Time) (store.Family, error) {
 	const op = "look up refresh token"
 	v, err := s.rdb.HMGet(ctx, s.famKey(family),
-		"c", "s", "sc", "at", "n", "ru", "ca", "ex", "g", "rv", "gc", "cur", "ci").Result()
+		"c", "s", "sc", "at", "n", "ru", "ca", "ex", "g", "rv", "au", "gc", "cur", "ci").Result()
 	if err != nil {
 		return store.Family{}, wrap(op, err)
 	}
 	n := ms(now)
-	if v[0] == nil || parseInt(v[10]) <= n || h == "" || str(v[11]) != h ||
-		parseInt(v[12]) <= n || str(v[9]) != "0" || parseInt(v[7]) <= n {
+	if v[0] == nil || parseInt(v[11]) <= n || h == "" || str(v[12]) != h ||
+		parseInt(v[13]) <= n || str(v[9]) != "0" || parseInt(v[7]) <= n {
 		return store.Family{}, fmt.Errorf("%s: %w", op, store.ErrNotFound)
 	}
-	return familyFrom(family, v[:10]), nil
+	return familyFrom(family, v[:11]), nil
 }
 
 // RevokeRefresh revokes the family when h is any token it ever held (RFC 7009 §2.1, case 42).
@@ -146,19 +146,19 @@ func (s *Store) familyResult(op, family string, reply []any, reuse error) (store
 	if err := s.statusResult(op, reply, reuse); err != nil {
 		return store.Family{}, err
 	}
-	if len(reply) != 11 {
+	if len(reply) != 12 {
 		return store.Family{}, fmt.Errorf("%s: family reply has %d elements", op, len(reply))
 	}
 	return familyFrom(family, reply[1:]), nil
 }
 
-// familyFrom reads c, s, sc, at, n, ru, ca, ex, g, rv.
+// familyFrom reads c, s, sc, at, n, ru, ca, ex, g, rv, au.
 func familyFrom(id string, v []any) store.Family {
 	return store.Family{
 		ID: id,
 		Grant: store.Grant{
 			ClientID: str(v[0]), Subject: str(v[1]), Scope: str(v[2]), AuthTime: parseTime(v[3]),
-			Nonce: str(v[4]), RedirectURI: str(v[5]),
+			Nonce: str(v[4]), RedirectURI: str(v[5]), Audience: str(v[10]),
 		},
 		CreatedAt:  parseTime(v[6]),
 		ExpiresAt:  parseTime(v[7]),

@@ -39,7 +39,7 @@ local function pttl(deadline, now)
   return ms(d)
 end
 local function famreply(key)
-  local f = redis.call('HMGET', key, 'c', 's', 'sc', 'at', 'n', 'ru', 'ca', 'ex', 'g', 'rv')
+  local f = redis.call('HMGET', key, 'c', 's', 'sc', 'at', 'n', 'ru', 'ca', 'ex', 'g', 'rv', 'au')
   table.insert(f, 1, 'OK')
   return f
 end
@@ -52,10 +52,10 @@ end
 `
 
 // Code hash fields: c client, s subject, sc scope, at auth time, n nonce, ru redirect URI,
-// ch PKCE challenge, ex expiry, rd redeemed (0/1), rj JTI of the redeeming call, tb end of the
+// au audience, ch PKCE challenge, ex expiry, rd redeemed (0/1), rj JTI of the redeeming call, tb end of the
 // tombstone.
 //
-// Family hash fields: c, s, sc, at, n, ru as in the code; ca created, ex absolute expiry,
+// Family hash fields: c, s, sc, at, n, ru, au as in the code; ca created, ex absolute expiry,
 // gc end of the record (ex + retention.AccessTokenGrace), g generation, rv revoked (0/1),
 // cur live refresh-token hash, ci its idle deadline, prv the hash rotated just before it,
 // pa when prv was rotated, pi prv's idle deadline. The used hash maps every used or replaced
@@ -63,7 +63,7 @@ end
 //
 // Access-token records are strings "<exp> <revoked 0/1> <client id>".
 
-// scriptCreateCode: KEYS code, fam; ARGV now, c, s, sc, at, n, ru, ch, ex. The same live code
+// scriptCreateCode: KEYS code, fam; ARGV now, c, s, sc, at, n, ru, ch, ex, au. The same live code
 // again (same client and challenge) is a retry of this call and changes nothing.
 var scriptCreateCode = newScript(`
 want(KEYS[1], 'hash')
@@ -86,7 +86,7 @@ redis.call('DEL', KEYS[1])
 local ex = tonumber(ARGV[9])
 if ex <= now then return {'OK'} end
 redis.call('HSET', KEYS[1], 'c', ARGV[2], 's', ARGV[3], 'sc', ARGV[4], 'at', ARGV[5], 'n', ARGV[6],
-  'ru', ARGV[7], 'ch', ARGV[8], 'ex', ARGV[9], 'rd', '0', 'rj', '', 'tb', '0')
+  'ru', ARGV[7], 'ch', ARGV[8], 'ex', ARGV[9], 'rd', '0', 'rj', '', 'tb', '0', 'au', ARGV[10])
 redis.call('PEXPIRE', KEYS[1], pttl(ex, now))
 return {'OK'}
 `)
@@ -99,7 +99,7 @@ want(KEYS[2], 'hash')
 want(KEYS[3], 'hash')
 want(KEYS[4], 'string')
 local now = tonumber(ARGV[1])
-local code = redis.call('HMGET', KEYS[1], 'c', 's', 'sc', 'at', 'n', 'ru', 'ex', 'rd', 'rj', 'tb')
+local code = redis.call('HMGET', KEYS[1], 'c', 's', 'sc', 'at', 'n', 'ru', 'ex', 'rd', 'rj', 'tb', 'au')
 if not code[1] then return {'NOTFOUND'} end
 local gc = redis.call('HGET', KEYS[2], 'gc')
 local famalive = gc and tonumber(gc) > now
@@ -119,7 +119,7 @@ local fex = tonumber(ARGV[3])
 local fgc = fex + tonumber(ARGV[9])
 redis.call('DEL', KEYS[2], KEYS[3])
 redis.call('HSET', KEYS[2], 'c', code[1], 's', code[2], 'sc', code[3], 'at', code[4], 'n', code[5],
-  'ru', code[6], 'ca', ARGV[1], 'ex', ARGV[3], 'gc', ms(fgc), 'g', '1', 'rv', '0',
+  'ru', code[6], 'au', code[11] or '', 'ca', ARGV[1], 'ex', ARGV[3], 'gc', ms(fgc), 'g', '1', 'rv', '0',
   'cur', ARGV[2], 'ci', ms(now + tonumber(ARGV[4])), 'prv', '', 'pa', '0', 'pi', '0')
 redis.call('PEXPIRE', KEYS[2], pttl(fgc, now))
 if ARGV[5] ~= '' then putat(KEYS[4], ARGV[7], ARGV[6], now) end

@@ -35,6 +35,7 @@ var tests = []struct {
 }{
 	{"Ping", testPing},
 	{"CodeCreateAndGet", testCodeCreateGet},
+	{"GrantRoundTrips", testGrantRoundTrips},
 	{"CodeGetUnknown", testCodeGetUnknown},
 	{"CodeExpiresAfter60s", testCodeExpiry},
 	{"CodeGetDoesNotBurn", testCodeGetDoesNotBurn},
@@ -140,6 +141,7 @@ func testGrant(now time.Time) store.Grant {
 		AuthTime:    now.Add(-time.Minute),
 		Nonce:       "n-0S6_WzA2Mj",
 		RedirectURI: "https://shop.example.com/callback",
+		Audience:    "orders-api shop",
 	}
 }
 
@@ -1371,4 +1373,31 @@ func testOddIDs(t *testing.T, s store.Store) {
 	wantActive(t, s, "j}{", fam, now, true)
 	must(t, s.RecordAccessToken(ctx(t), store.AccessTokenRecord{JTI: "j}{", ClientID: clientA, ExpiresAt: exp}, now))
 	wantActive(t, s, "j}{", "", now, true)
+}
+
+// testGrantRoundTrips: every field of the grant survives the code, its redemption, a lookup
+// and a rotation, so the server can re-check the grant on every refresh (SECURITY-CASES 40).
+func testGrantRoundTrips(t *testing.T, s store.Store) {
+	now := Now()
+	f := NewCode(t, s, now)
+	c, err := s.GetCode(ctx(t), f.Family, store.Hash(f.Code), now)
+	must(t, err)
+	if c.Grant != f.Grant {
+		t.Fatalf("GetCode grant = %+v, want %+v", c.Grant, f.Grant)
+	}
+	fam, err := s.RedeemCode(ctx(t), f.Family, store.Hash(f.Code), f.Params(now), now)
+	must(t, err)
+	if fam.Grant != f.Grant {
+		t.Fatalf("RedeemCode grant = %+v, want %+v", fam.Grant, f.Grant)
+	}
+	fam, err = s.LookupRefresh(ctx(t), f.Family, store.Hash(f.Refresh), now)
+	must(t, err)
+	if fam.Grant != f.Grant {
+		t.Fatalf("LookupRefresh grant = %+v, want %+v", fam.Grant, f.Grant)
+	}
+	fam, _, _, err = f.Rotate(t, s, now.Add(time.Second), 0)
+	must(t, err)
+	if fam.Grant != f.Grant {
+		t.Fatalf("RotateRefresh grant = %+v, want %+v", fam.Grant, f.Grant)
+	}
 }
