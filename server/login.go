@@ -327,17 +327,8 @@ func (s *Server) pending(w http.ResponseWriter, r *http.Request, id string) (*au
 		return nil, false
 	}
 	b, err := s.store.GetAuthRequest(r.Context(), store.Hash(id), s.now())
-	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			s.refusePage(w, r, err)
-			return nil, false
-		}
-		s.unavailablePage(w, r, err)
-		return nil, false
-	}
-	req, err := decodeAuthRequest(b)
-	if err != nil {
-		s.unavailablePage(w, r, err)
+	req, ok := s.loadedRequest(w, r, b, err)
+	if !ok {
 		return nil, false
 	}
 	infoFrom(r.Context()).clientID = req.ClientID
@@ -352,6 +343,12 @@ func (s *Server) pending(w http.ResponseWriter, r *http.Request, id string) (*au
 // refused.
 func (s *Server) take(w http.ResponseWriter, r *http.Request, id string) (*authRequest, bool) {
 	b, err := s.store.TakeAuthRequest(r.Context(), store.Hash(id), s.now())
+	return s.loadedRequest(w, r, b, err)
+}
+
+// loadedRequest decodes a request the store returned. An unknown, expired or taken one is
+// refused; a store outage or an undecodable record is the unavailable page, never a 500.
+func (s *Server) loadedRequest(w http.ResponseWriter, r *http.Request, b []byte, err error) (*authRequest, bool) {
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			s.refusePage(w, r, err)
