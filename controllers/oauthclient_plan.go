@@ -151,7 +151,7 @@ func validateRedirectURI(raw string) error {
 		if err != nil {
 			return fmt.Errorf("must be a URL: %w", err)
 		}
-		if ip := net.ParseIP(u.Hostname()); ip == nil || !(ip.Equal(net.IPv4(127, 0, 0, 1)) || ip.Equal(net.IPv6loopback)) {
+		if ip := net.ParseIP(u.Hostname()); ip == nil || !ip.Equal(net.IPv4(127, 0, 0, 1)) && !ip.Equal(net.IPv6loopback) {
 			return errors.New("http is only allowed for a loopback redirect (127.0.0.1 or [::1])")
 		}
 	case strings.HasPrefix(lower, "https:"):

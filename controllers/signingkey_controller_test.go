@@ -646,7 +646,7 @@ func TestSigningKeyDeletedSecret(t *testing.T) {
 	if st, ok := w.statusKey(lost.KeyID); !ok || st.SecretName != "" || st.RetiresAt == nil || !st.RetiresAt.Time.Equal(t0.Add(11*h)) {
 		t.Errorf("status of the lost key = %+v, want remembered without a Secret, retiring at t0+11h", st)
 	}
-	w = f.converge()
+	f.converge()
 
 	f.at(11 * h)
 	w = f.converge()

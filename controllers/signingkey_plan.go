@@ -472,7 +472,7 @@ func compareMetaTime(x, y *metav1.Time) int {
 	case y == nil:
 		return 1
 	}
-	return x.Time.Compare(y.Time)
+	return x.Compare(y.Time)
 }
 
 // keySecretName is the deterministic name of the Secret of the seq-th key of a SigningKey:

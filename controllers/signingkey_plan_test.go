@@ -267,14 +267,14 @@ func TestPlanSigningKey(t *testing.T) {
 				t.Errorf("Promoted = %q, want %q", plan.Promoted, tc.want.promoted)
 			}
 			gotChanged := slices.Sorted(maps.Keys(plan.Changed))
-			if !slices.Equal(gotChanged, tc.want.changed) && !(len(gotChanged) == 0 && len(tc.want.changed) == 0) {
+			if !slices.Equal(gotChanged, tc.want.changed) { // nil and empty compare equal
 				t.Errorf("Changed = %v, want %v", gotChanged, tc.want.changed)
 			}
 			gotRemoved := map[string]removalReason{}
 			for _, rm := range plan.Removed {
 				gotRemoved[rm.Key.KeyID] = rm.Why
 			}
-			if !maps.Equal(gotRemoved, tc.want.removed) && !(len(gotRemoved) == 0 && len(tc.want.removed) == 0) {
+			if !maps.Equal(gotRemoved, tc.want.removed) { // nil and empty compare equal
 				t.Errorf("Removed = %v, want %v", gotRemoved, tc.want.removed)
 			}
 			for kid, tl := range tc.want.timelines {

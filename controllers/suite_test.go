@@ -58,7 +58,10 @@ func runSuite(m *testing.M) int {
 		if dirs, _ := filepath.Glob(filepath.Join("..", "bin", "k8s", "v*")); len(dirs) > 0 {
 			slices.Sort(dirs)
 			abs, _ := filepath.Abs(dirs[len(dirs)-1])
-			os.Setenv("KUBEBUILDER_ASSETS", abs)
+			if err := os.Setenv("KUBEBUILDER_ASSETS", abs); err != nil {
+				fmt.Fprintf(os.Stderr, "set KUBEBUILDER_ASSETS: %v\n", err)
+				return 1
+			}
 		}
 	}
 	env := &envtest.Environment{

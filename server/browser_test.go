@@ -37,7 +37,7 @@ func servedFlowEnv(t *testing.T, extra []envOption, opts ...flowOption) (*flowEn
 	}
 	e := newFlowEnv(t, append([]envOption{withIssuer("http://" + ln.Addr().String())}, extra...), opts...)
 	ts := httptest.NewUnstartedServer(e.h)
-	ts.Listener.Close()
+	_ = ts.Listener.Close()
 	ts.Listener = ln
 	ts.Start()
 	t.Cleanup(ts.Close)
@@ -63,7 +63,7 @@ func newAppServer(t *testing.T) *appServer {
 			default:
 			}
 		}
-		fmt.Fprint(w, `<!doctype html><title>App</title><h1 id="landed">Back at the app</h1>`)
+		_, _ = fmt.Fprint(w, `<!doctype html><title>App</title><h1 id="landed">Back at the app</h1>`)
 	}))
 	t.Cleanup(a.srv.Close)
 	return a
@@ -201,7 +201,7 @@ func TestBrowserFramedLoginPageDoesNotRender(t *testing.T) {
 				src = app.srv.URL + "/landing"
 			}
 			attacker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				fmt.Fprintf(w, `<!doctype html><title>Win a prize</title><iframe src="%s" width="500" height="600"></iframe>`, src)
+				_, _ = fmt.Fprintf(w, `<!doctype html><title>Win a prize</title><iframe src="%s" width="500" height="600"></iframe>`, src)
 			}))
 			t.Cleanup(attacker.Close)
 			_, port, _ := net.SplitHostPort(attacker.Listener.Addr().String())

@@ -49,7 +49,7 @@ func TestClientCredentialsEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
+		_ = resp.Body.Close()
 		var set jose.JSONWebKeySet
 		if err := json.Unmarshal(body, &set); err != nil {
 			t.Fatal(err)

@@ -134,7 +134,7 @@ func TestTokenServerAgainstEnvtest(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp.Body.Close()
+		_ = resp.Body.Close()
 		return resp.StatusCode
 	}
 	tokenAs := func(id, secret string) (int, string) {
@@ -145,7 +145,7 @@ func TestTokenServerAgainstEnvtest(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer resp.Body.Close()
+		defer func() { _ = resp.Body.Close() }()
 		return resp.StatusCode, string(readAll(t, resp.Body))
 	}
 	token := func(secret string) (int, string) { return tokenAs("svc", secret) }

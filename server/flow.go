@@ -185,12 +185,16 @@ func validSecret(s string) bool {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+		if !isBase64URLChar(s[i]) {
 			return false
 		}
 	}
 	return true
+}
+
+// isBase64URLChar reports whether c is in the base64url alphabet of RFC 4648 §5 (no padding).
+func isBase64URLChar(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_'
 }
 
 // matchesHash reports in constant time whether store.Hash(secret) equals hash. An empty hash

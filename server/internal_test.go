@@ -151,7 +151,7 @@ func TestSlowClientsAreDisconnected(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer conn.Close()
+			defer func() { _ = conn.Close() }()
 			if _, err := conn.Write([]byte(prefix)); err != nil {
 				t.Fatal(err)
 			}

@@ -187,7 +187,8 @@ func (s *Server) recoverPanic(next http.Handler) http.Handler {
 					h.Del(k)
 				}
 			}
-			oautherr.Write(w, oautherr.ServerError(nil), s.issuer)
+			// The returned *Error is the server_error already recorded in info.outcome above.
+			_ = oautherr.Write(w, oautherr.ServerError(nil), s.issuer)
 		}()
 		next.ServeHTTP(rec, r)
 	})

@@ -41,7 +41,7 @@ func liveFlowEnv(t *testing.T, opts ...flowOption) (*flowEnv, *httptest.Server) 
 	}
 	servertest.Update(t, e.reader, e.keys.ConfigMap)
 	ts := httptest.NewUnstartedServer(e.h)
-	ts.Listener.Close()
+	_ = ts.Listener.Close()
 	ts.Listener = ln
 	ts.Start()
 	t.Cleanup(ts.Close)
@@ -73,7 +73,7 @@ func httpLogin(t *testing.T, authURL, username, password string) url.Values {
 	post := func(resp *http.Response, path string, extra url.Values) *http.Response {
 		t.Helper()
 		body := readAll(t, resp.Body)
-		resp.Body.Close()
+		_ = resp.Body.Close()
 		form := url.Values{}
 		for _, m := range formFieldRe.FindAllSubmatch(body, -1) {
 			form.Set(string(m[1]), string(m[2]))
@@ -96,7 +96,7 @@ func httpLogin(t *testing.T, authURL, username, password string) url.Values {
 	if arrived == nil {
 		resp = post(resp, "/consent", url.Values{"decision": {"allow"}})
 	}
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	if arrived == nil {
 		t.Fatalf("never arrived at the client: %d at %s", resp.StatusCode, resp.Request.URL)
 	}

@@ -77,13 +77,13 @@ func newFaultEnv(t *testing.T, cfg faultConfig) *faultEnv {
 		o.PipelinePoolSize = -1
 	}
 	rdb := redis.NewClient(o.Simple())
-	t.Cleanup(func() { rdb.Close() })
+	t.Cleanup(func() { _ = rdb.Close() })
 	fault := &scriptFault{}
 	rdb.AddHook(fault)
 	st := redisstore.New(rdb, cfg.storeOpts...)
 	fe := newFlowEnv(t, []envOption{withOptions(func(o *server.Options) { o.Store = st })}, cfg.flow...)
 	// The helpers that ask the store (rtLive) and the Redis handle use this Redis.
-	fe.env.store, fe.env.redis = st, srv
+	fe.store, fe.redis = st, srv
 	return &faultEnv{flowEnv: fe, srv: srv, rdb: rdb, fault: fault}
 }
 
@@ -678,7 +678,7 @@ func TestRedisSlowOrExhausted(t *testing.T) {
 		p := e.probe(t)
 		leaks := goroutineBaseline(t)
 		sleeper := redis.NewClient(&redis.Options{Addr: e.srv.Addr, ReadTimeout: 30 * time.Second, MaxRetries: -1})
-		t.Cleanup(func() { sleeper.Close() })
+		t.Cleanup(func() { _ = sleeper.Close() })
 		slept := make(chan error, 1)
 		go func() { slept <- sleeper.Do(context.Background(), "DEBUG", "SLEEP", "5").Err() }()
 		e.waitHung(t)
@@ -790,7 +790,7 @@ func (e *faultEnv) holdPool(t *testing.T, size int) func() {
 	}
 	return func() {
 		for _, c := range held {
-			c.Close()
+			_ = c.Close()
 		}
 	}
 }
@@ -799,7 +799,7 @@ func (e *faultEnv) holdPool(t *testing.T, size int) func() {
 func (e *faultEnv) waitHung(t *testing.T) {
 	t.Helper()
 	probe := redis.NewClient(&redis.Options{Addr: e.srv.Addr, ReadTimeout: 100 * time.Millisecond, MaxRetries: -1, PoolSize: 1})
-	defer probe.Close()
+	defer func() { _ = probe.Close() }()
 	eventually(t, "redis stops answering", func() bool {
 		return probe.Ping(context.Background()).Err() != nil
 	})

@@ -94,8 +94,8 @@ func attr(s tracetest.SpanStub, key attribute.Key) (attribute.Value, bool) {
 func wantAttr(t *testing.T, s tracetest.SpanStub, key attribute.Key, want string) {
 	t.Helper()
 	v, ok := attr(s, key)
-	if !ok || v.Emit() != want {
-		t.Errorf("span %q: %s = %q (set %v), want %q", s.Name, key, v.Emit(), ok, want)
+	if !ok || v.String() != want {
+		t.Errorf("span %q: %s = %q (set %v), want %q", s.Name, key, v.String(), ok, want)
 	}
 }
 
@@ -141,11 +141,11 @@ func assertNoSecrets(t *testing.T, all tracetest.SpanStubs, secrets ...string) {
 		check("span name "+s.Name, s.Name)
 		check("status of "+s.Name, s.Status.Description)
 		for _, kv := range s.Attributes {
-			check(fmt.Sprintf("span %q attribute %s", s.Name, kv.Key), kv.Value.Emit())
+			check(fmt.Sprintf("span %q attribute %s", s.Name, kv.Key), kv.Value.String())
 		}
 		for _, ev := range s.Events {
 			for _, kv := range ev.Attributes {
-				check(fmt.Sprintf("span %q event %q attribute %s", s.Name, ev.Name, kv.Key), kv.Value.Emit())
+				check(fmt.Sprintf("span %q event %q attribute %s", s.Name, ev.Name, kv.Key), kv.Value.String())
 			}
 		}
 	}
@@ -282,7 +282,7 @@ func TestTracingCodeFlowAndRefresh(t *testing.T) {
 		grant, _ := attr(s, "latchkey.grant_type")
 		outcome, _ := attr(s, "latchkey.outcome")
 		switch {
-		case grant.Emit() == "authorization_code":
+		case grant.String() == "authorization_code":
 			wantAttr(t, s, "latchkey.outcome", "ok")
 			for _, name := range []string{"clients.Lookup", "store.GetCode", "store.RedeemCode", "keyring.Signer", "accesstoken.Sign"} {
 				if _, ok := kids[name]; !ok {
@@ -292,11 +292,11 @@ func TestTracingCodeFlowAndRefresh(t *testing.T) {
 			wantAttr(t, kids["store.RedeemCode"], "latchkey.client_id", "spa")
 			wantAttr(t, kids["store.RedeemCode"], "latchkey.outcome", "ok")
 			redeemed = true
-		case grant.Emit() == "refresh_token" && outcome.Emit() == "ok":
+		case grant.String() == "refresh_token" && outcome.String() == "ok":
 			wantAttr(t, kids["store.RotateRefresh"], "latchkey.client_id", "spa")
 			wantAttr(t, kids["store.RotateRefresh"], "latchkey.outcome", "ok")
 			rotated = true
-		case grant.Emit() == "refresh_token":
+		case grant.String() == "refresh_token":
 			wantAttr(t, s, "latchkey.outcome", "invalid_grant")
 			wantAttr(t, s, "http.response.status_code", "400")
 			rot := kids["store.RotateRefresh"]

@@ -31,10 +31,10 @@ func Example() {
 
 	me := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		claims, _ := verifier.ClaimsFromContext(r.Context())
-		fmt.Fprintf(w, "hello %s (client %s)\n", claims.Subject(), claims.ClientID())
+		_, _ = fmt.Fprintf(w, "hello %s (client %s)\n", claims.Subject(), claims.ClientID())
 	})
-	notes := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "[]") })
-	admin := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	notes := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = fmt.Fprintln(w, "[]") })
+	admin := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = fmt.Fprintln(w, "ok") })
 
 	mux := http.NewServeMux()
 	mux.Handle("GET /api/me", v.Middleware(me))
@@ -53,7 +53,7 @@ func ExampleWithJWKSFile() {
 		{Key: &priv.PublicKey, KeyID: "key-1", Algorithm: "ES256", Use: "sig"},
 	}})
 	dir, _ := os.MkdirTemp("", "jwks")
-	defer os.RemoveAll(dir)
+	defer func() { _ = os.RemoveAll(dir) }()
 	_ = os.WriteFile(filepath.Join(dir, "jwks.json"), jwks, 0o644)
 
 	v, err := verifier.New(context.Background(), "https://auth.example.com",

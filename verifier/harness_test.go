@@ -428,7 +428,13 @@ func acceptToken(t testing.TB, v *verifier.Verifier, token string) *verifier.Cla
 }
 
 // rejectToken asserts that v rejects token with an error that wraps want.
-func rejectToken(t testing.TB, v *verifier.Verifier, token string, want error) error {
+func rejectToken(t testing.TB, v *verifier.Verifier, token string, want error) {
+	t.Helper()
+	_ = rejection(t, v, token, want) // already checked against want
+}
+
+// rejection is rejectToken for a test that goes on to inspect the error.
+func rejection(t testing.TB, v *verifier.Verifier, token string, want error) error {
 	t.Helper()
 	c, err := v.Verify(t.Context(), token)
 	if err == nil {

@@ -584,7 +584,7 @@ func TestCase61SignatureBeforeClaims(t *testing.T) {
 		t.Run("a badly signed token "+name+" is a signature failure", func(t *testing.T) {
 			// Signed by the attacker's key under a trusted kid: the signature cannot verify.
 			h := header(es)
-			err := rejectToken(t, v, forgeWith(t, attackerKeyFor(t), h, with(iss.claims(), changes)), verifier.ErrSignature)
+			err := rejection(t, v, forgeWith(t, attackerKeyFor(t), h, with(iss.claims(), changes)), verifier.ErrSignature)
 			for _, other := range []error{verifier.ErrExpired, verifier.ErrAudience, verifier.ErrIssuer, verifier.ErrNotYetValid, verifier.ErrMalformed} {
 				if errors.Is(err, other) {
 					t.Fatalf("error %v also matches %v", err, other)

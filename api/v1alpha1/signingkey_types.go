@@ -169,7 +169,3 @@ type SigningKeyList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []SigningKey `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&SigningKey{}, &SigningKeyList{})
-}

@@ -95,7 +95,7 @@ func (b *browser) signIn(ctx context.Context) (*tokenResponse, error) {
 			return nil, fmt.Errorf("code flow: %w", err)
 		}
 		body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
-		resp.Body.Close()
+		_ = resp.Body.Close()
 		if err != nil {
 			return nil, fmt.Errorf("code flow: %w", err)
 		}

@@ -141,7 +141,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&cfg.username, "username", defaultUsername, "user who logs in")
 	fs.StringVar(&cfg.password, "password", defaultPassword, "their password")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: loadgen [flags]\n       loadgen report [flags]\n\nflags:\n")
+		_, _ = fmt.Fprintf(stderr, "usage: loadgen [flags]\n       loadgen report [flags]\n\nflags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {

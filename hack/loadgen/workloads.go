@@ -113,7 +113,7 @@ func (e *env) do(ctx context.Context, method, u, authz string, form []byte) (int
 	if err != nil {
 		return 0, nil, err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
 	if err != nil {
 		return 0, nil, err

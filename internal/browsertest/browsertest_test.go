@@ -18,11 +18,11 @@ import (
 func TestNewDrivesAFreshBrowser(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, err := r.Cookie("seen"); err == nil {
-			fmt.Fprint(w, `<!doctype html><title>cookie leaked</title>`)
+			_, _ = fmt.Fprint(w, `<!doctype html><title>cookie leaked</title>`)
 			return
 		}
 		http.SetCookie(w, &http.Cookie{Name: "seen", Value: "1", MaxAge: 3600})
-		fmt.Fprint(w, `<!doctype html><title>hello</title><p id="p">browser</p>`)
+		_, _ = fmt.Fprint(w, `<!doctype html><title>hello</title><p id="p">browser</p>`)
 	}))
 	t.Cleanup(srv.Close)
 	// Two browsers in a row: the second must not see the first one's cookie, because each has
@@ -41,7 +41,7 @@ func TestNewDrivesAFreshBrowser(t *testing.T) {
 
 func TestScreenshotWritesAPNG(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprint(w, `<!doctype html><title>x</title><h1>picture</h1>`)
+		_, _ = fmt.Fprint(w, `<!doctype html><title>x</title><h1>picture</h1>`)
 	}))
 	t.Cleanup(srv.Close)
 	ctx := New(t)

@@ -3,6 +3,7 @@ package devmode
 import (
 	"context"
 	"fmt"
+	"io"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -19,7 +20,9 @@ func printBanner(ctx context.Context, o Options, c client.Reader, storeName stri
 	if err := c.List(ctx, &clients); err != nil {
 		return fmt.Errorf("list clients: %w", err)
 	}
-	w := o.Out
+	// The banner is composed in memory and written once, so one write error covers it all.
+	var b strings.Builder
+	w := &b
 	fmt.Fprintf(w, "\nLatchkey dev issuer — DEVELOPMENT ONLY: in-process objects, published secrets, no TLS.\n\n")
 	fmt.Fprintf(w, "  issuer     %s\n", o.Issuer)
 	fmt.Fprintf(w, "  discovery  %s/.well-known/openid-configuration\n", o.Issuer)
@@ -67,6 +70,9 @@ func printBanner(ctx context.Context, o Options, c client.Reader, storeName stri
 		fmt.Fprintf(w, "\nGet a client_credentials token:\n\n  %s\n", curl)
 	}
 	fmt.Fprintf(w, "\nLog in with a browser and see the tokens: %s/demo\n\n", o.Issuer)
+	if _, err := io.WriteString(o.Out, b.String()); err != nil {
+		return fmt.Errorf("write banner: %w", err)
+	}
 	return nil
 }
 

@@ -88,7 +88,7 @@ func TestDemoClient(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer resp.Body.Close()
+		defer func() { _ = resp.Body.Close() }()
 		b, _ := io.ReadAll(resp.Body)
 		return resp, string(b)
 	}
@@ -110,7 +110,7 @@ func TestDemoClient(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer next.Body.Close()
+		defer func() { _ = next.Body.Close() }()
 		b, _ := io.ReadAll(next.Body)
 		return next, string(b)
 	}
@@ -167,7 +167,7 @@ func TestDemoClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer refresh.Body.Close()
+	defer func() { _ = refresh.Body.Close() }()
 	var tok struct {
 		RefreshToken string `json:"refresh_token"`
 	}
@@ -196,7 +196,7 @@ func TestDemoCallbackChecksState(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	loc, _ := url.Parse(resp.Header.Get("Location"))
 	callback := resp.Request.URL.Scheme + "://" + resp.Request.URL.Host + DemoCallbackPath
 	for name, q := range map[string]url.Values{
@@ -209,7 +209,7 @@ func TestDemoCallbackChecksState(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			r.Body.Close()
+			_ = r.Body.Close()
 			l, _ := url.Parse(r.Header.Get("Location"))
 			if name == "another issuer" {
 				q.Set("state", l.Query().Get("state"))
@@ -219,7 +219,7 @@ func TestDemoCallbackChecksState(t *testing.T) {
 				t.Fatal(err)
 			}
 			b, _ := io.ReadAll(r.Body)
-			r.Body.Close()
+			_ = r.Body.Close()
 			if r.StatusCode != http.StatusBadRequest || !strings.Contains(string(b), `id="demo-error"`) {
 				t.Fatalf("%d %s", r.StatusCode, b)
 			}

@@ -274,7 +274,8 @@ func (f *KeyFetcher) fetch(ctx context.Context, uri string) ([]jose.JSONWebKey, 
 	if err != nil {
 		return nil, fmt.Errorf("client jwks: fetch: %w", err)
 	}
-	defer resp.Body.Close()
+	// The body is read (up to the limit) before this runs; closing it cannot fail the fetch.
+	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("client jwks: fetch: status %d", resp.StatusCode)
 	}

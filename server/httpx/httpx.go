@@ -138,12 +138,16 @@ func ValidRequestID(s string) bool {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+		if !isRequestIDChar(s[i]) {
 			return false
 		}
 	}
 	return true
+}
+
+// isRequestIDChar reports whether c is in [A-Za-z0-9._-], the request id alphabet.
+func isRequestIDChar(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-'
 }
 
 // WithRequestID stores id in ctx.

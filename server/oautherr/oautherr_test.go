@@ -46,7 +46,10 @@ func TestFrom(t *testing.T) {
 
 func TestWrite(t *testing.T) {
 	rec := httptest.NewRecorder()
-	Write(rec, InvalidClient("bad \"quote\" \\ and\nnewline").WithCause(errors.New("secret cause")), "https://issuer")
+	sent := Write(rec, InvalidClient("bad \"quote\" \\ and\nnewline").WithCause(errors.New("secret cause")), "https://issuer")
+	if sent.Code != CodeInvalidClient {
+		t.Fatalf("Write returned %+v; want the invalid_client it sent", sent)
+	}
 	if rec.Code != http.StatusUnauthorized ||
 		rec.Body.String() != `{"error":"invalid_client","error_description":"bad ?quote? ? and?newline"}`+"\n" ||
 		rec.Header().Get("WWW-Authenticate") != `Basic realm="https://issuer", charset="UTF-8"` ||
@@ -54,7 +57,9 @@ func TestWrite(t *testing.T) {
 		t.Fatalf("%d %q %v", rec.Code, rec.Body, rec.Header())
 	}
 	rec = httptest.NewRecorder()
-	Write(rec, errors.New("secret cause"), "r")
+	if sent := Write(rec, errors.New("secret cause"), "r"); sent.Code != CodeServerError {
+		t.Fatalf("Write returned %+v; want the server_error it sent", sent)
+	}
 	if rec.Code != 500 || rec.Body.String() != `{"error":"server_error","error_description":"internal error"}`+"\n" {
 		t.Fatalf("%d %q", rec.Code, rec.Body)
 	}

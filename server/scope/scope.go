@@ -56,12 +56,17 @@ func ValidToken(t string) bool {
 		return false
 	}
 	for i := 0; i < len(t); i++ {
-		c := t[i]
-		if !(c == 0x21 || (c >= 0x23 && c <= 0x5b) || (c >= 0x5d && c <= 0x7e)) {
+		if !isScopeTokenChar(t[i]) {
 			return false
 		}
 	}
 	return true
+}
+
+// isScopeTokenChar reports whether c may appear in a scope-token: %x21 / %x23-5B / %x5D-7E,
+// printable ASCII without space, '"' and '\' (RFC 6749 §3.3).
+func isScopeTokenChar(c byte) bool {
+	return c == 0x21 || (c >= 0x23 && c <= 0x5b) || (c >= 0x5d && c <= 0x7e)
 }
 
 // Subset reports whether every scope in requested is in allowed, and if not, the first one

@@ -59,13 +59,13 @@ func newClientApp(t *testing.T, listenAddr, host string) *clientApp {
 		case c.arrived <- r:
 		default:
 		}
-		fmt.Fprint(w, `<!doctype html><title>Shop</title><h1 id="landed">Back at the shop</h1>`)
+		_, _ = fmt.Fprint(w, `<!doctype html><title>Shop</title><h1 id="landed">Back at the shop</h1>`)
 	}))
 	ln, err := net.Listen("tcp", listenAddr)
 	if err != nil {
 		t.Fatalf("listen on %s: %v", listenAddr, err)
 	}
-	c.srv.Listener.Close()
+	_ = c.srv.Listener.Close()
 	c.srv.Listener = ln
 	c.srv.Start()
 	t.Cleanup(c.srv.Close)
@@ -396,7 +396,7 @@ func TestFramedLoginPageDoesNotRender(t *testing.T) {
 			auth.framable = tt.framable
 			loginURL := auth.srv.URL + "/login"
 			attacker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				fmt.Fprintf(w, `<!doctype html><title>Win a prize</title><h1>Click the button!</h1>`+
+				_, _ = fmt.Fprintf(w, `<!doctype html><title>Win a prize</title><h1>Click the button!</h1>`+
 					`<iframe src="%s" title="login" width="500" height="600"></iframe>`, loginURL)
 			}))
 			t.Cleanup(attacker.Close)

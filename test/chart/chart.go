@@ -129,7 +129,7 @@ func Helm(ctx context.Context, args ...string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(tmp)
+	defer removeTemp(tmp)
 	cmd.Env = append(os.Environ(),
 		"HELM_CACHE_HOME="+filepath.Join(tmp, "cache"),
 		"HELM_CONFIG_HOME="+filepath.Join(tmp, "config"),
@@ -140,6 +140,10 @@ func Helm(ctx context.Context, args ...string) ([]byte, error) {
 	}
 	return stdout.Bytes(), nil
 }
+
+// removeTemp deletes a scratch directory of helm's. It is best effort: the directory sits under
+// os.TempDir and holds nothing secret, so a leftover is harmless and must not fail the render.
+func removeTemp(dir string) { _ = os.RemoveAll(dir) }
 
 // ValuesArgs turns Options into helm's -f flags. Values are written to a file in dir.
 func ValuesArgs(o Options, dir string) ([]string, error) {
@@ -157,8 +161,7 @@ func ValuesArgs(o Options, dir string) ([]string, error) {
 			return nil, err
 		}
 		if _, err := f.Write(data); err != nil {
-			f.Close()
-			return nil, err
+			return nil, errors.Join(err, f.Close())
 		}
 		if err := f.Close(); err != nil {
 			return nil, err
@@ -174,7 +177,7 @@ func Template(ctx context.Context, o Options) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(dir)
+	defer removeTemp(dir)
 	vals, err := ValuesArgs(o, dir)
 	if err != nil {
 		return nil, err

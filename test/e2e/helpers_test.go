@@ -140,7 +140,7 @@ func (b *binary) token(clientID, secret string) (tokenReply, error) {
 	if err != nil {
 		return tokenReply{}, err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return tokenReply{}, err

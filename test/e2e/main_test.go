@@ -54,7 +54,10 @@ func runSuite(m *testing.M) int {
 		// `make test` sets it from hack/envtest-assets.sh; a bare `go test` finds the cached build.
 		if dirs, _ := filepath.Glob(filepath.Join(root, "bin", "k8s", "v*")); len(dirs) > 0 {
 			slices.Sort(dirs)
-			os.Setenv("KUBEBUILDER_ASSETS", dirs[len(dirs)-1])
+			if err := os.Setenv("KUBEBUILDER_ASSETS", dirs[len(dirs)-1]); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 1
+			}
 		}
 	}
 	if _, err := chart.HelmBinary(); err != nil {
@@ -67,7 +70,11 @@ func runSuite(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer os.RemoveAll(tmp)
+	defer func() {
+		if err := os.RemoveAll(tmp); err != nil {
+			fmt.Fprintf(os.Stderr, "remove %s: %v\n", tmp, err)
+		}
+	}()
 
 	// The binary under test is the one `make build` makes, built once for the whole run.
 	latchkeyBinary = filepath.Join(tmp, "latchkey")

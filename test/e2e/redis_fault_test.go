@@ -172,7 +172,7 @@ func (b *binary) postForm(path string, c credentials, form url.Values) (int, []b
 	if err != nil {
 		b.sys.t.Fatalf("%s %s: %v", b.name, path, err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
 		b.sys.t.Fatal(err)

@@ -19,7 +19,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -272,7 +271,7 @@ func (b *binary) launch() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.runs++
-	fmt.Fprintf(b.out, "=== %s: run %d ===\n", b.name, b.runs)
+	_, _ = fmt.Fprintf(b.out, "=== %s: run %d ===\n", b.name, b.runs)
 	cmd := exec.Command(latchkeyBinary, b.args...)
 	cmd.Env = b.env
 	cmd.Stdout = b.out
@@ -285,7 +284,7 @@ func (b *binary) launch() {
 	b.cmd, b.done = cmd, done
 	go func() {
 		err := cmd.Wait()
-		fmt.Fprintf(b.out, "=== %s: run exited: %v ===\n", b.name, err)
+		_, _ = fmt.Fprintf(b.out, "=== %s: run exited: %v ===\n", b.name, err)
 		close(done)
 	}()
 }
@@ -343,12 +342,6 @@ func (b *binary) kill() { b.signal(syscall.SIGKILL, 10*time.Second) }
 // stop is what the kubelet does on a pod deletion: SIGTERM, then SIGKILL after a grace period.
 func (b *binary) stop() { b.signal(syscall.SIGTERM, 20*time.Second) }
 
-// restart starts the process again with the same arguments and port.
-func (b *binary) restart() {
-	b.kill()
-	b.launch()
-}
-
 // get returns the status and body of GET path on the token server.
 func (b *binary) get(path string) (int, []byte, error) {
 	return b.getURL(b.url + path)
@@ -360,7 +353,7 @@ func (b *binary) getURL(u string) (int, []byte, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	var buf bytes.Buffer
 	_, err = buf.ReadFrom(resp.Body)
 	return resp.StatusCode, buf.Bytes(), err
@@ -453,12 +446,12 @@ func (p *apiProxy) serve(ln net.Listener) {
 func (p *apiProxy) pipe(c net.Conn) {
 	up, err := net.DialTimeout("tcp", p.target, 5*time.Second)
 	if err != nil {
-		c.Close()
+		_ = c.Close()
 		return
 	}
 	if !p.track(c, up) {
-		c.Close()
-		up.Close()
+		_ = c.Close()
+		_ = up.Close()
 		return
 	}
 	done := make(chan struct{}, 2)
@@ -469,8 +462,8 @@ func (p *apiProxy) pipe(c net.Conn) {
 	go cp(up, c)
 	go cp(c, up)
 	<-done
-	c.Close()
-	up.Close()
+	_ = c.Close()
+	_ = up.Close()
 	<-done
 	p.mu.Lock()
 	delete(p.conns, c)
@@ -497,11 +490,11 @@ func (p *apiProxy) cut() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.ln != nil {
-		p.ln.Close()
+		_ = p.ln.Close()
 		p.ln = nil
 	}
 	for c := range p.conns {
-		c.Close()
+		_ = c.Close()
 		delete(p.conns, c)
 	}
 }
@@ -603,12 +596,4 @@ func randomHex(t testing.TB, n int) string {
 		t.Fatal(err)
 	}
 	return hex.EncodeToString(b)
-}
-
-// ignoreNotFound is client.IgnoreNotFound for the plain errors of admin.
-func ignoreNotFound(err error) error {
-	if apierrors.IsNotFound(err) {
-		return nil
-	}
-	return err
 }

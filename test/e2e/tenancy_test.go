@@ -282,7 +282,7 @@ func (b *binary) authorizeStatus(clientID, redirectURI string) (int, string, err
 	if err != nil {
 		return 0, "", err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	_, _ = io.Copy(io.Discard, resp.Body)
 	return resp.StatusCode, resp.Header.Get("Location"), nil
 }
@@ -303,7 +303,7 @@ func (s *system) signIn(b *binary, clientID, redirectURI string) (*oauth2.Token,
 	if err != nil {
 		return nil, err
 	}
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	loc, err := resp.Location()
 	if err != nil || resp.StatusCode != http.StatusSeeOther || loc.Path != "/login" {
 		return nil, fmt.Errorf("%s: /authorize answered %d %v", b.name, resp.StatusCode, loc)
@@ -313,7 +313,7 @@ func (s *system) signIn(b *binary, clientID, redirectURI string) (*oauth2.Token,
 		return nil, err
 	}
 	page, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	if err != nil {
 		return nil, err
 	}
@@ -328,7 +328,7 @@ func (s *system) signIn(b *binary, clientID, redirectURI string) (*oauth2.Token,
 	if err != nil {
 		return nil, err
 	}
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	back, err := resp.Location()
 	if err != nil {
 		return nil, fmt.Errorf("%s: the login answered %d without a redirect", b.name, resp.StatusCode)

@@ -58,12 +58,16 @@ func startCluster(t *testing.T, nodeTimeout time.Duration) []*clusterNode {
 			if !strings.Contains(info, "cluster_state:ok") || !strings.Contains(info, "cluster_known_nodes:3") {
 				return fmt.Errorf("node %s: %s", n.Addr, strings.Fields(info)[0])
 			}
-			slots, err := n.admin.ClusterSlots(ctx).Result()
+			shards, err := n.admin.ClusterShards(ctx).Result()
 			if err != nil {
 				return err
 			}
-			if len(slots) != 3 {
-				return fmt.Errorf("node %s knows %d slot ranges", n.Addr, len(slots))
+			ranges := 0
+			for _, sh := range shards {
+				ranges += len(sh.Slots)
+			}
+			if ranges != 3 {
+				return fmt.Errorf("node %s knows %d slot ranges", n.Addr, ranges)
 			}
 		}
 		return nil

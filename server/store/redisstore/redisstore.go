@@ -257,7 +257,8 @@ func (s *Store) runDurable(ctx context.Context, op string, sc *redis.Script, key
 		return s.run(ctx, sc, keys, args...).Slice()
 	}
 	conn := node.Conn()
-	defer conn.Close()
+	// Close hands the connection back to the pool; it fails only when already closed.
+	defer func() { _ = conn.Close() }()
 	reply, err := sc.Run(ctx, conn, keys, args...).Slice()
 	if err != nil {
 		return nil, err

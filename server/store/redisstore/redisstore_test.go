@@ -21,7 +21,7 @@ func client(t testing.TB, rawURL string) redis.UniversalClient {
 		t.Fatal(err)
 	}
 	rdb := redis.NewUniversalClient(o)
-	t.Cleanup(func() { rdb.Close() })
+	t.Cleanup(func() { _ = rdb.Close() })
 	return rdb
 }
 

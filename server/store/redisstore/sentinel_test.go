@@ -51,7 +51,7 @@ sentinel parallel-syncs mymaster 1
 	})
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	sc := redis.NewSentinelClient(&redis.Options{Addr: addr, DialTimeout: 200 * time.Millisecond})
-	t.Cleanup(func() { sc.Close() })
+	t.Cleanup(func() { _ = sc.Close() })
 	eventually(t, 10*time.Second, "sentinel answers and knows the replica", func() error {
 		replicas, err := sc.Replicas(context.Background(), "mymaster").Result()
 		if err != nil {
