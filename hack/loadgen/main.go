@@ -21,6 +21,12 @@
 //	            process: the limit of cc and refresh
 //	raw-verify  go-jose ParseSignedCompact + Verify of an ES256 token, in this process: the
 //	            limit of introspect and verify
+//	raw-sign-rs256, raw-sign-eddsa
+//	            raw-sign with RS256 (RSA 2048) and EdDSA (Ed25519), to compare the algorithms
+//	tls-handshake
+//	            a full TLS 1.3 handshake (ECDSA P-256 certificate, X25519), both ends in this
+//	            process over an in-memory pipe: what a client that does not keep its
+//	            connection alive adds to every token
 //
 // Every workload runs -c closed-loop workers: each sends a request, waits for the answer and
 // sends the next. The first -warmup is not counted; then requests are counted for -d. The
@@ -98,7 +104,11 @@ const (
 	defaultPassword     = "latchkey-demo"
 )
 
-var workloads = []string{"cc", "code", "refresh", "introspect", "jwks", "verify", "raw-sign", "raw-verify"}
+var workloads = []string{"cc", "code", "refresh", "introspect", "jwks", "verify",
+	"raw-sign", "raw-sign-rs256", "raw-sign-eddsa", "raw-verify", "tls-handshake"}
+
+// inProcess reports whether workload w needs no server at all.
+func inProcess(w string) bool { return strings.HasPrefix(w, "raw-") || w == "tls-handshake" }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "report" {

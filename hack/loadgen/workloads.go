@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	jose "github.com/go-jose/go-jose/v4"
+
 	"github.com/latchkey-dev/latchkey/server/clients"
 	"github.com/latchkey-dev/latchkey/verifier"
 )
@@ -43,7 +45,7 @@ const maxBody = 1 << 20
 
 func newEnv(ctx context.Context, cfg config) (*env, error) {
 	e := &env{cfg: cfg, basic: clients.EncodeBasic(cfg.clientID, cfg.clientSecret)}
-	if cfg.workload == "raw-sign" || cfg.workload == "raw-verify" {
+	if inProcess(cfg.workload) {
 		return e, nil
 	}
 	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
@@ -149,9 +151,15 @@ func (e *env) workload(ctx context.Context, name string) (newWorkerFunc, error) 
 	case "refresh":
 		return e.refresh()
 	case "raw-sign":
-		return rawSign()
+		return rawSign(jose.ES256)
+	case "raw-sign-rs256":
+		return rawSign(jose.RS256)
+	case "raw-sign-eddsa":
+		return rawSign(jose.EdDSA)
 	case "raw-verify":
 		return rawVerify()
+	case "tls-handshake":
+		return tlsHandshake()
 	}
 	return nil, fmt.Errorf("unknown workload %q", name)
 }
