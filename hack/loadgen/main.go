@@ -12,7 +12,7 @@
 //	            (its CSRF token and cookies), the consent form when shown, the redirect with the
 //	            code, then POST /token with the PKCE verifier; every flow is a new browser
 //	refresh     POST /token grant_type=refresh_token; each worker keeps its own refresh chain,
-//	            started with one code flow
+//	            started with one code flow (scope -refresh-scope)
 //	introspect  POST /introspect of a JWT access token, as a resource server would
 //	jwks        GET /jwks
 //	verify      verifier.Verify of a JWT access token, in this process (the JWKS comes from the
@@ -86,6 +86,7 @@ type config struct {
 	publicClient string
 	redirectURI  string
 	codeScope    string
+	refreshScope string
 	username     string
 	password     string
 }
@@ -100,6 +101,10 @@ const (
 	defaultPublicClient = "demo-spa"
 	defaultRedirectURI  = "http://127.0.0.1/demo/callback"
 	defaultCodeScope    = "openid offline_access notes.read"
+	// The refresh workload measures the OAuth rotation: without openid, no ID token is signed
+	// on refresh (OpenID Connect Core §12.2 makes it optional; Latchkey signs one when the
+	// grant has openid, which doubles the signatures).
+	defaultRefreshScope = "offline_access notes.read"
 	defaultUsername     = "alice"
 	defaultPassword     = "latchkey-demo"
 )
@@ -147,7 +152,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&cfg.audience, "audience", defaultAudience, "audience the verify workload checks")
 	fs.StringVar(&cfg.publicClient, "public-client", defaultPublicClient, "public client of the code and refresh workloads")
 	fs.StringVar(&cfg.redirectURI, "redirect-uri", defaultRedirectURI, "its registered redirect URI")
-	fs.StringVar(&cfg.codeScope, "code-scope", defaultCodeScope, "scope of the code flow (offline_access for a refresh token)")
+	fs.StringVar(&cfg.codeScope, "code-scope", defaultCodeScope, "scope of the code workload")
+	fs.StringVar(&cfg.refreshScope, "refresh-scope", defaultRefreshScope, "scope of the refresh workload's families (offline_access for a refresh token; openid adds an ID token per rotation)")
 	fs.StringVar(&cfg.username, "username", defaultUsername, "user who logs in")
 	fs.StringVar(&cfg.password, "password", defaultPassword, "their password")
 	fs.Usage = func() {

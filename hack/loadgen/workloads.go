@@ -312,12 +312,12 @@ func (e *env) refresh() (newWorkerFunc, error) {
 	}
 	return func(ctx context.Context, _ int) (op, error) {
 		start := func(ctx context.Context) (string, error) {
-			tr, err := e.newBrowser().signIn(ctx)
+			tr, err := e.newBrowser().signInScope(ctx, e.cfg.refreshScope)
 			if err != nil {
 				return "", err
 			}
 			if tr.RefreshToken == "" {
-				return "", fmt.Errorf("the code flow with scope %q returned no refresh token", e.cfg.codeScope)
+				return "", fmt.Errorf("the code flow with scope %q returned no refresh token", e.cfg.refreshScope)
 			}
 			return tr.RefreshToken, nil
 		}

@@ -1,0 +1,80 @@
+package main
+
+import (
+	"bytes"
+	"encoding/xml"
+	"fmt"
+)
+
+// Geometry of the chart, in SVG user units.
+const (
+	chartWidth  = 1000
+	labelWidth  = 300
+	barMaxWidth = 430
+	barHeight   = 16
+	rowHeight   = 62
+	chartTop    = 56
+)
+
+// chart draws each path's rate beside the raw limit it is measured against, with the target
+// (target × limit) as a dashed mark: a plain SVG with no script, no font file and no external
+// reference, so it renders the same on GitHub and offline.
+func chart(rows []Row) []byte {
+	maxV := 1.0
+	for _, r := range rows {
+		maxV = max(maxV, r.RPS, r.LimitRPS)
+	}
+	scale := func(v float64) float64 { return v / maxV * barMaxWidth }
+	height := chartTop + rowHeight*len(rows) + 40
+	var b bytes.Buffer
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="Helvetica, Arial, sans-serif" font-size="13">`+"\n",
+		chartWidth, height, chartWidth, height)
+	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="#ffffff"/>`+"\n")
+	fmt.Fprintf(&b, `<text x="16" y="26" font-size="17" font-weight="bold">Latchkey: requests per second on one core, beside the raw limit</text>`+"\n")
+	fmt.Fprintf(&b, `<text x="16" y="44" fill="#555">server pinned to one CPU with GOMAXPROCS=1; limits are go-jose ES256 sign or verify on the same CPU; dashed mark = target</text>`+"\n")
+	for i, r := range rows {
+		y := chartTop + i*rowHeight + 8
+		text(&b, 16, y+14, "#111", true, r.Title)
+		sub := fmt.Sprintf("p99 %s ms at c=%d", f2(r.P99), r.Concurrency)
+		if r.Limit != "" {
+			sub = fmt.Sprintf("%s × limit (target %s) · %s", f2(r.Ratio), targetText(r.Target), sub)
+		}
+		text(&b, 16, y+32, "#555", false, sub)
+		x := float64(labelWidth)
+		bar(&b, x, y, scale(r.RPS), "#2b6cb0")
+		text(&b, int(x+scale(r.RPS))+6, y+13, "#111", true, f0(r.RPS)+"/s")
+		if r.Limit != "" {
+			bar(&b, x, y+barHeight+4, scale(r.LimitRPS), "#b8c2cc")
+			text(&b, int(x+scale(r.LimitRPS))+6, y+barHeight+17, "#555", false, f0(r.LimitRPS)+"/s "+r.LimitTitle)
+			if r.Target > 0 {
+				tx := x + scale(r.Target*r.LimitRPS)
+				fmt.Fprintf(&b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#c53030" stroke-width="2" stroke-dasharray="4 3"/>`+"\n",
+					tx, y-3, tx, y+barHeight+1)
+			}
+		}
+	}
+	fmt.Fprintf(&b, `<text x="16" y="%d" fill="#777" font-size="11">drawn by hack/loadgen report from the JSON lines of make bench</text>`+"\n", height-12)
+	b.WriteString("</svg>\n")
+	return b.Bytes()
+}
+
+func targetText(t float64) string {
+	if t == 0 {
+		return "none"
+	}
+	return "≥ " + f2(t)
+}
+
+func bar(b *bytes.Buffer, x float64, y int, w float64, fill string) {
+	fmt.Fprintf(b, `<rect x="%.1f" y="%d" width="%.1f" height="%d" rx="2" fill="%s"/>`+"\n", x, y, max(w, 1), barHeight, fill)
+}
+
+func text(b *bytes.Buffer, x, y int, fill string, bold bool, s string) {
+	weight := ""
+	if bold {
+		weight = ` font-weight="bold"`
+	}
+	fmt.Fprintf(b, `<text x="%d" y="%d" fill="%s"%s>`, x, y, fill, weight)
+	_ = xml.EscapeText(b, []byte(s))
+	b.WriteString("</text>\n")
+}
