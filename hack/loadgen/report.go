@@ -166,7 +166,13 @@ type Row struct {
 	Ratio, Target     float64
 	Met               string
 	P50, P99          float64
+	// CPUPerRequest is the server's CPU µs per request (the load generator's own for an
+	// in-process path); LimitCPU the limit's CPU µs per operation; CPURatio LimitCPU over
+	// CPUPerRequest: the ratio in CPU time, which other tenants of the machine disturb far
+	// less than the rates.
 	CPUPerRequest     float64
+	LimitCPU          float64
+	CPURatio          float64
 	Errors            int64
 	Concurrency       int
 }
@@ -239,9 +245,16 @@ func buildReport(rc reportConfig, results map[string]*Result, gobench string) *R
 		row := Row{Workload: p.workload, Title: p.title, RPS: res.RPS, Limit: p.limit, LimitTitle: titles[p.limit],
 			Target: p.target, P50: res.P50, P99: res.P99, CPUPerRequest: res.ServerCPUPerRequest, Errors: res.Errors,
 			Concurrency: res.Concurrency}
+		if row.CPUPerRequest == 0 && inProcess(p.workload) || p.workload == "verify" {
+			row.CPUPerRequest = res.LoadgenCPUPerRequest
+		}
 		if p.limit != "" && rps(p.limit) > 0 {
 			row.LimitRPS = rps(p.limit)
 			row.Ratio = res.RPS / row.LimitRPS
+			row.LimitCPU = results[p.limit].LoadgenCPUPerRequest
+			if row.CPUPerRequest > 0 {
+				row.CPURatio = row.LimitCPU / row.CPUPerRequest
+			}
 		}
 		switch {
 		case p.target == 0:
@@ -372,5 +385,10 @@ func f0(v float64) string {
 	return b.String()
 }
 
-// f2 formats a ratio or a latency.
-func f2(v float64) string { return strconv.FormatFloat(v, 'f', 2, 64) }
+// f2 formats a ratio or a latency; a small non-zero ratio keeps two significant digits.
+func f2(v float64) string {
+	if v > 0 && v < 0.01 {
+		return strconv.FormatFloat(v, 'g', 2, 64)
+	}
+	return strconv.FormatFloat(v, 'f', 2, 64)
+}
