@@ -170,11 +170,11 @@ type Row struct {
 	// in-process path); LimitCPU the limit's CPU µs per operation; CPURatio LimitCPU over
 	// CPUPerRequest: the ratio in CPU time, which other tenants of the machine disturb far
 	// less than the rates.
-	CPUPerRequest     float64
-	LimitCPU          float64
-	CPURatio          float64
-	Errors            int64
-	Concurrency       int
+	CPUPerRequest float64
+	LimitCPU      float64
+	CPURatio      float64
+	Errors        int64
+	Concurrency   int
 }
 
 // Alg is one signature algorithm's raw go-jose sign rate.
