@@ -8,9 +8,9 @@ import (
 
 // Geometry of the chart, in SVG user units.
 const (
-	chartWidth  = 1000
-	labelWidth  = 300
-	barMaxWidth = 430
+	chartWidth  = 1040
+	labelWidth  = 360
+	barMaxWidth = 420
 	barHeight   = 16
 	rowHeight   = 62
 	chartTop    = 56
@@ -36,8 +36,11 @@ func chart(rows []Row) []byte {
 		y := chartTop + i*rowHeight + 8
 		text(&b, 16, y+14, "#111", true, r.Title)
 		sub := fmt.Sprintf("p99 %s ms at c=%d", f2(r.P99), r.Concurrency)
-		if r.Limit != "" {
-			sub = fmt.Sprintf("%s × limit (target %s) · %s", f2(r.Ratio), targetText(r.Target), sub)
+		switch {
+		case r.Limit != "" && r.Target > 0:
+			sub = fmt.Sprintf("%s × limit, %s in CPU time (target ≥ %s) · %s", f2(r.Ratio), f2(r.CPURatio), f2(r.Target), sub)
+		case r.Limit != "":
+			sub = fmt.Sprintf("%s × limit · %s", f2(r.Ratio), sub)
 		}
 		text(&b, 16, y+32, "#555", false, sub)
 		x := float64(labelWidth)
@@ -56,13 +59,6 @@ func chart(rows []Row) []byte {
 	fmt.Fprintf(&b, `<text x="16" y="%d" fill="#777" font-size="11">drawn by hack/loadgen report from the JSON lines of make bench</text>`+"\n", height-12)
 	b.WriteString("</svg>\n")
 	return b.Bytes()
-}
-
-func targetText(t float64) string {
-	if t == 0 {
-		return "none"
-	}
-	return "≥ " + f2(t)
 }
 
 func bar(b *bytes.Buffer, x float64, y int, w float64, fill string) {
