@@ -48,7 +48,7 @@ type pathSpec struct {
 var paths = []pathSpec{
 	{"cc", "client_credentials token", "raw-sign", 0.6},
 	{"refresh", "refresh rotation (real Redis)", "raw-sign", 0.5},
-	{"code", "code flow: authorize, login, consent, token", "raw-sign", 0},
+	{"code", "code flow: authorize, login, consent, token", "", 0},
 	{"introspect", "introspection of a JWT access token", "raw-verify", 0.6},
 	{"verify", "verifier.Verify (in process)", "raw-verify", 0.8},
 	{"jwks", "JWKS document", "", 0},
