@@ -201,15 +201,19 @@ type Report struct {
 	Rows                                     []Row
 	Algs                                     []Alg
 	SignRPS, VerifyRPS                       float64
-	TLSRPS                                   float64
-	TLSvsToken                               float64
-	CCAllocs, CCBytes, CCNs                  float64
-	CCNoMemoAllocs                           float64
-	Opts                                     []Opt
-	GoBench                                  string
-	Profiles                                 []Profile
-	AllMet                                   bool
-	Missed                                   []string
+	// SignCPU is the CPU µs of one raw go-jose ES256 signature, JWKSCPU the server's CPU µs per
+	// JWKS request (an HTTP exchange with no work behind it), CCCPU per cc token; FloorCPU and
+	// FloorRatio are the cc floor they imply (with RedisCPU for the record) and its ratio.
+	SignCPU, JWKSCPU, CCCPU, RedisCPU, FloorCPU, FloorRatio, TargetCPU float64
+	TLSRPS                                                             float64
+	TLSvsToken                                                         float64
+	CCAllocs, CCBytes, CCNs                                            float64
+	CCNoMemoAllocs                                                     float64
+	Opts                                                               []Opt
+	GoBench                                                            string
+	Profiles                                                           []Profile
+	AllMet                                                             bool
+	Missed                                                             []string
 }
 
 // Profile is the top of a server CPU profile taken under one workload.
@@ -279,6 +283,23 @@ func buildReport(rc reportConfig, results map[string]*Result, gobench string) *R
 			alg.VsES256 = v / r.SignRPS
 		}
 		r.Algs = append(r.Algs, alg)
+	}
+	cpuOf := func(w string, server bool) float64 {
+		res := results[w]
+		switch {
+		case res == nil:
+			return 0
+		case server:
+			return res.ServerCPUPerRequest
+		}
+		return res.LoadgenCPUPerRequest
+	}
+	r.SignCPU, r.JWKSCPU, r.CCCPU = cpuOf("raw-sign", false), cpuOf("jwks", true), cpuOf("cc", true)
+	r.RedisCPU = 4 // the record's share of the cc profile (batcher and go-redis): 5-7 % of 60-70 µs
+	if r.SignCPU > 0 && r.JWKSCPU > 0 {
+		r.FloorCPU = r.SignCPU + r.JWKSCPU + r.RedisCPU
+		r.FloorRatio = r.SignCPU / r.FloorCPU
+		r.TargetCPU = r.SignCPU / 0.6
 	}
 	r.TLSRPS = rps("tls-handshake")
 	if cc := rps("cc"); cc > 0 && r.TLSRPS > 0 {
