@@ -9,8 +9,8 @@ import (
 // Geometry of the chart, in SVG user units.
 const (
 	chartWidth  = 1040
-	labelWidth  = 360
-	barMaxWidth = 420
+	labelWidth  = 340
+	barMaxWidth = 440
 	barHeight   = 16
 	rowHeight   = 62
 	chartTop    = 56
@@ -35,17 +35,21 @@ func chart(rows []Row) []byte {
 	for i, r := range rows {
 		y := chartTop + i*rowHeight + 8
 		text(&b, 16, y+14, "#111", true, r.Title)
-		sub := fmt.Sprintf("p99 %s ms at c=%d", f2(r.P99), r.Concurrency)
 		switch {
 		case r.Limit != "" && r.Target > 0:
-			sub = fmt.Sprintf("%s × limit, %s in CPU time (target ≥ %s) · %s", f2(r.Ratio), f2(r.CPURatio), f2(r.Target), sub)
+			text(&b, 16, y+30, "#555", false, fmt.Sprintf("%s × limit, %s in CPU time (target ≥ %s)", f2(r.Ratio), f2(r.CPURatio), f2(r.Target)))
 		case r.Limit != "":
-			sub = fmt.Sprintf("%s × limit · %s", f2(r.Ratio), sub)
+			text(&b, 16, y+30, "#555", false, fmt.Sprintf("%s × limit", f2(r.Ratio)))
 		}
-		text(&b, 16, y+32, "#555", false, sub)
+		text(&b, 16, y+46, "#555", false, fmt.Sprintf("p99 %s ms at concurrency %d", f2(r.P99), r.Concurrency))
 		x := float64(labelWidth)
 		bar(&b, x, y, scale(r.RPS), "#2b6cb0")
-		text(&b, int(x+scale(r.RPS))+6, y+13, "#111", true, f0(r.RPS)+"/s")
+		// The value goes after the bar and after the target mark, whichever ends later.
+		end := scale(r.RPS)
+		if r.Limit != "" && r.Target > 0 {
+			end = max(end, scale(r.Target*r.LimitRPS))
+		}
+		text(&b, int(x+end)+6, y+13, "#111", true, f0(r.RPS)+"/s")
 		if r.Limit != "" {
 			bar(&b, x, y+barHeight+4, scale(r.LimitRPS), "#b8c2cc")
 			text(&b, int(x+scale(r.LimitRPS))+6, y+barHeight+17, "#555", false, f0(r.LimitRPS)+"/s "+r.LimitTitle)

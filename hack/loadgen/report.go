@@ -234,6 +234,16 @@ func buildReport(rc reportConfig, results map[string]*Result, gobench string) *R
 	if r.Machine == "" {
 		r.Machine = machine()
 	}
+	// The date is the run's, not the report's: the last measurement's time.
+	var last time.Time
+	for _, res := range results {
+		if t, err := time.Parse(time.RFC3339, res.Time); err == nil && t.After(last) {
+			last = t
+		}
+	}
+	if !last.IsZero() {
+		r.Date = last.UTC().Format("2006-01-02 15:04 UTC")
+	}
 	rps := func(w string) float64 {
 		if res := results[w]; res != nil {
 			return res.RPS
