@@ -41,7 +41,11 @@ func chart(rows []Row) []byte {
 		case r.Limit != "":
 			text(&b, 16, y+30, "#555", false, fmt.Sprintf("%s × limit", f2(r.Ratio)))
 		}
-		text(&b, 16, y+46, "#555", false, fmt.Sprintf("p99 %s ms at concurrency %d", f2(r.P99), r.Concurrency))
+		p99y := y + 46
+		if r.Limit == "" {
+			p99y = y + 30
+		}
+		text(&b, 16, p99y, "#555", false, fmt.Sprintf("p99 %s ms at concurrency %d", f2(r.P99), r.Concurrency))
 		x := float64(labelWidth)
 		bar(&b, x, y, scale(r.RPS), "#2b6cb0")
 		// The value goes after the bar and after the target mark, whichever ends later.
