@@ -61,7 +61,7 @@ pids+=($!)
 port=$(free_port)
 pprof_port=$(free_port)
 issuer="http://127.0.0.1:$port"
-# Production logging (info, JSON-free console is fine): --dev alone logs every request at debug.
+# --dev alone logs every request at debug level; the benchmark logs at info, as production does.
 LATCHKEY_PPROF_ADDR="127.0.0.1:$pprof_port" GOMAXPROCS=1 taskset -c "$SERVER_CPU" \
   "$BENCH_DIR/latchkey" --dev --listen "127.0.0.1:$port" --redis-url "redis://127.0.0.1:$redis_port/0" \
   --metrics-bind-address 0 --health-probe-bind-address 0 --zap-log-level info \
