@@ -84,6 +84,9 @@ func runCluster(ctx context.Context, cfg Config, log logr.Logger, tracing bool) 
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &latchkeyv1.OAuthClient{}, latchkeyv1.ClientIDIndex, controllers.IndexOAuthClientClientID); err != nil {
 		return fmt.Errorf("index oauthclients by client id: %w", err)
 	}
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &latchkeyv1.OAuthClient{}, latchkeyv1.AudienceIndex, controllers.IndexOAuthClientAudience); err != nil {
+		return fmt.Errorf("index oauthclients by audience: %w", err)
+	}
 
 	var synced atomic.Bool
 	if err := mgr.Add(everyReplica(func(ctx context.Context) error {
