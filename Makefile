@@ -63,6 +63,16 @@ envtest: ## Build kube-apiserver and etcd for envtest (cached in bin/k8s/).
 fuzz: ## Run every fuzz target for FUZZTIME (default 3s; `make fuzz FUZZTIME=5m` for a real run).
 	@hack/fuzz.sh $(FUZZTIME)
 
+##@ Performance
+
+.PHONY: bench
+bench: ## Go benchmarks, then every loadgen workload against a pinned --dev server with Redis; writes docs/benchmarks.md.
+	hack/bench.sh
+
+.PHONY: soak
+soak: ## 10 minutes of steady mixed load with a real Redis (SOAK_DURATION=10m); writes docs/soak.md. Not part of test.
+	hack/soak.sh
+
 ##@ Code generation and checks
 
 .PHONY: generate

@@ -34,6 +34,7 @@ import (
 
 	latchkeyv1 "github.com/latchkey-dev/latchkey/api/v1alpha1"
 	"github.com/latchkey-dev/latchkey/controllers"
+	"github.com/latchkey-dev/latchkey/internal/revision"
 	"github.com/latchkey-dev/latchkey/internal/timesync"
 	"github.com/latchkey-dev/latchkey/server"
 	"github.com/latchkey-dev/latchkey/server/store/redisstore"
@@ -83,6 +84,9 @@ func runCluster(ctx context.Context, cfg Config, log logr.Logger, tracing bool) 
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &latchkeyv1.OAuthClient{}, latchkeyv1.ClientIDIndex, controllers.IndexOAuthClientClientID); err != nil {
 		return fmt.Errorf("index oauthclients by client id: %w", err)
 	}
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &latchkeyv1.OAuthClient{}, latchkeyv1.AudienceIndex, controllers.IndexOAuthClientAudience); err != nil {
+		return fmt.Errorf("index oauthclients by audience: %w", err)
+	}
 
 	var synced atomic.Bool
 	if err := mgr.Add(everyReplica(func(ctx context.Context) error {
@@ -124,12 +128,19 @@ func runCluster(ctx context.Context, cfg Config, log logr.Logger, tracing bool) 
 		})); err != nil {
 			return fmt.Errorf("add clock sync: %w", err)
 		}
+		// The server keeps what it derives from these objects until one of their informers
+		// delivers an event, instead of deep-copying them out of the cache per request.
+		reader, err := revision.NewInformed(ctx, mgr.GetCache(),
+			&latchkeyv1.OAuthClient{}, &latchkeyv1.SigningKey{}, &corev1.Secret{}, &corev1.ConfigMap{})
+		if err != nil {
+			return fmt.Errorf("watch the token server's objects: %w", err)
+		}
 		srv, err := server.New(server.Options{
 			Issuer:         cfg.Issuer,
 			Namespace:      cfg.Namespace,
 			SigningKey:     cfg.SigningKey,
 			UsersSecret:    cfg.UsersSecret,
-			Reader:         mgr.GetCache(),
+			Reader:         reader,
 			Store:          rdb,
 			Clock:          clk,
 			Log:            log.WithName("server"),

@@ -34,6 +34,7 @@ func devModeClient(t *testing.T, objs ...client.Object) (client.Client, devRecon
 		WithObjects(objs...).
 		WithStatusSubresource(&latchkeyv1.SigningKey{}, &latchkeyv1.OAuthClient{}).
 		WithIndex(&latchkeyv1.OAuthClient{}, latchkeyv1.ClientIDIndex, IndexOAuthClientClientID).
+		WithIndex(&latchkeyv1.OAuthClient{}, latchkeyv1.AudienceIndex, IndexOAuthClientAudience).
 		Build()
 	clock := clocktesting.NewFakeClock(t0)
 	rec := &testRecorder{}

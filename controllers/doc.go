@@ -8,7 +8,8 @@
 // status once. Both run under a controller-runtime manager (SetupWithManager) or, in --dev,
 // driven directly by a loop that calls Reconcile over controller-runtime's fake client and
 // honours RequeueAfter; Reconcile depends only on the reconciler's fields and, for OAuthClients,
-// on the latchkeyv1.ClientIDIndex field index (IndexOAuthClientClientID) registered by the caller.
+// on the latchkeyv1.ClientIDIndex and latchkeyv1.AudienceIndex field indexes
+// (IndexOAuthClientClientID, IndexOAuthClientAudience) registered by the caller.
 //
 // Choices made where DESIGN.md leaves room:
 //

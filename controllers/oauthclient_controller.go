@@ -61,6 +61,12 @@ const (
 //     SecretNotLabelled (an External Secret without the secret-type label, which the token
 //     server cannot see), SecretInvalid or SecretNotOwned (a Generated client's Secret name is
 //     taken by a Secret it does not control).
+//   - AudienceShared=True, reason AudienceClaimedInNamespace (with a Warning Event when it
+//     appears or changes): an audience the client names was named first by an OAuthClient in
+//     another namespace (SECURITY-CASES item 92). The message names the audience and that
+//     namespace only. It is a flag and leaves Ready alone: many clients legitimately need
+//     tokens for one API, and who may name which audience is the operator's RBAC decision on
+//     who may create OAuthClients. The condition is removed when nothing is shared any more.
 //
 // A Generated Secret that someone deletes is recreated with a NEW secret, with a Warning Event:
 // the old secret is never resurrected (the controller does not keep a copy) and credentials are
@@ -95,6 +101,17 @@ func IndexOAuthClientClientID(obj client.Object) []string {
 	return []string{c.EffectiveClientID()}
 }
 
+// IndexOAuthClientAudience is the extractor of the latchkeyv1.AudienceIndex field index: the
+// audiences of the client's access tokens. The manager's cache and the --dev object store both
+// register it.
+func IndexOAuthClientAudience(obj client.Object) []string {
+	c, ok := obj.(*latchkeyv1.OAuthClient)
+	if !ok {
+		return nil
+	}
+	return tokenAudiences(c)
+}
+
 // +kubebuilder:rbac:groups=auth.latchkey.dev,resources=oauthclients,verbs=get;list;watch
 // +kubebuilder:rbac:groups=auth.latchkey.dev,resources=oauthclients/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=auth.latchkey.dev,resources=oauthclients/finalizers,verbs=update
@@ -113,12 +130,15 @@ func (r *OAuthClientReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	}
 	orig := oc.DeepCopy()
 	oldReady := meta.FindStatusCondition(orig.Status.Conditions, latchkeyv1.ConditionReady)
+	oldShared := meta.FindStatusCondition(orig.Status.Conditions, latchkeyv1.ConditionAudienceShared)
 	patch := true
 	defer func() {
 		if !patch || equality.Semantic.DeepEqual(orig.Status, oc.Status) {
 			return
 		}
-		perr := r.Status().Patch(ctx, &oc, client.MergeFrom(orig))
+		// Optimistic lock: a reconcile that read a stale copy must not patch, or it would write
+		// (and announce with an Event) again a condition change already made.
+		perr := r.Status().Patch(ctx, &oc, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}))
 		switch {
 		case perr == nil:
 			if c := meta.FindStatusCondition(oc.Status.Conditions, latchkeyv1.ConditionReady); conditionChanged(oldReady, c) {
@@ -128,7 +148,15 @@ func (r *OAuthClientReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 				}
 				r.Recorder.Eventf(&oc, nil, typ, c.Reason, "Check", "Ready=%s: %s", c.Status, c.Message)
 			}
+			if c := meta.FindStatusCondition(oc.Status.Conditions, latchkeyv1.ConditionAudienceShared); conditionChanged(oldShared, c) {
+				r.Recorder.Eventf(&oc, nil, corev1.EventTypeWarning, c.Reason, "Check", "%s", c.Message)
+			}
 		case apierrors.IsNotFound(perr):
+		case apierrors.IsConflict(perr):
+			log.V(1).Info("Status patch lost a race, retrying", "error", perr.Error())
+			if err == nil {
+				result = ctrl.Result{RequeueAfter: retryAfterConflict}
+			}
 		case err == nil:
 			err = fmt.Errorf("patch oauthclient status: %w", perr)
 		}
@@ -141,6 +169,13 @@ func (r *OAuthClientReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	oc.Status.SecretName = ""
 	if oc.UsesClientSecret() {
 		oc.Status.SecretName = oc.EffectiveSecretName()
+	}
+
+	// Checked before anything can stop the reconcile, so the flag follows the spec even on a
+	// client that is not served.
+	if err := r.checkAudiences(ctx, &oc); err != nil {
+		patch = false
+		return ctrl.Result{}, err
 	}
 
 	if verr := validateOAuthClient(&oc); verr != nil {
@@ -204,6 +239,38 @@ func (r *OAuthClientReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		r.setConditions(&oc, metav1.ConditionFalse, sc.reason, sc.msg, secretReady)
 	}
 	return ctrl.Result{RequeueAfter: sc.requeueAfter}, nil
+}
+
+// checkAudiences sets or removes the AudienceShared condition: the other OAuthClients naming
+// any of the client's audiences are found through the audience index, and sharedAudiences
+// decides.
+func (r *OAuthClientReconciler) checkAudiences(ctx context.Context, oc *latchkeyv1.OAuthClient) error {
+	self := audienceClaimant{claimant: claimantOf(oc), Audiences: tokenAudiences(oc)}
+	seen := map[client.ObjectKey]bool{client.ObjectKeyFromObject(oc): true}
+	var others []audienceClaimant
+	for _, aud := range self.Audiences {
+		var list latchkeyv1.OAuthClientList
+		if err := r.List(ctx, &list, client.MatchingFields{latchkeyv1.AudienceIndex: aud}); err != nil {
+			return fmt.Errorf("list oauthclients by audience: %w", err)
+		}
+		for i := range list.Items {
+			o := &list.Items[i]
+			if key := client.ObjectKeyFromObject(o); !seen[key] && o.DeletionTimestamp.IsZero() {
+				seen[key] = true
+				others = append(others, audienceClaimant{claimant: claimantOf(o), Audiences: tokenAudiences(o)})
+			}
+		}
+	}
+	shares := sharedAudiences(self, others)
+	if len(shares) == 0 {
+		meta.RemoveStatusCondition(&oc.Status.Conditions, latchkeyv1.ConditionAudienceShared)
+		return nil
+	}
+	meta.SetStatusCondition(&oc.Status.Conditions, metav1.Condition{
+		Type: latchkeyv1.ConditionAudienceShared, Status: metav1.ConditionTrue, Reason: latchkeyv1.ReasonAudienceClaimedInNamespace,
+		Message: truncateMessage(audienceSharedMessage(shares)), ObservedGeneration: oc.Generation,
+	})
+	return nil
 }
 
 // secretCheck is the outcome of looking after a client's credentials Secret.
@@ -380,13 +447,16 @@ func (r *OAuthClientReconciler) setConditions(oc *latchkeyv1.OAuthClient, status
 // SetupWithManager registers the controller. Besides its own OAuthClients and the Secrets it
 // controls, it watches every cached Secret a client names (External Secrets, which it does not
 // own), and requeues the other claimants of a client_id when a client is created, deleted or
-// changes its clientID, so a loser becomes Ready as soon as the winner goes away.
+// changes its clientID, so a loser becomes Ready as soon as the winner goes away, and likewise
+// the other clients naming any of its audiences (old and new), so AudienceShared follows.
 func (r *OAuthClientReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&latchkeyv1.OAuthClient{}).
 		Owns(&corev1.Secret{}).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.clientsForSecret)).
 		Watches(&latchkeyv1.OAuthClient{}, handler.EnqueueRequestsFromMapFunc(r.clientsSharingID),
+			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&latchkeyv1.OAuthClient{}, handler.EnqueueRequestsFromMapFunc(r.clientsSharingAudience),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Named("oauthclient").
 		Complete(r)
@@ -427,6 +497,33 @@ func (r *OAuthClientReconciler) clientsSharingID(ctx context.Context, obj client
 	for i := range list.Items {
 		if o := &list.Items[i]; o.Namespace != c.Namespace || o.Name != c.Name {
 			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(o)})
+		}
+	}
+	return reqs
+}
+
+// clientsSharingAudience maps an OAuthClient to the other OAuthClients that name any of its
+// audiences. On an update the handler maps the old object too, so the clients of an audience
+// the client dropped are requeued as well.
+func (r *OAuthClientReconciler) clientsSharingAudience(ctx context.Context, obj client.Object) []reconcile.Request {
+	c, ok := obj.(*latchkeyv1.OAuthClient)
+	if !ok {
+		return nil
+	}
+	self := client.ObjectKeyFromObject(c)
+	seen := map[client.ObjectKey]bool{self: true}
+	var reqs []reconcile.Request
+	for _, aud := range tokenAudiences(c) {
+		var list latchkeyv1.OAuthClientList
+		if err := r.List(ctx, &list, client.MatchingFields{latchkeyv1.AudienceIndex: aud}); err != nil {
+			logf.FromContext(ctx).Error(err, "List OAuthClients by audience failed", "oauthClient", self)
+			return reqs
+		}
+		for i := range list.Items {
+			if key := client.ObjectKeyFromObject(&list.Items[i]); !seen[key] {
+				seen[key] = true
+				reqs = append(reqs, reconcile.Request{NamespacedName: key})
+			}
 		}
 	}
 	return reqs

@@ -402,6 +402,98 @@ func TestOAuthClientIDConflictTieBreak(t *testing.T) {
 	}
 }
 
+// waitAudienceShared waits until the AudienceShared condition is as wanted: nil for absent.
+func (f *ocFixture) waitAudienceShared(key types.NamespacedName, want func(*metav1.Condition) error) *metav1.Condition {
+	f.t.Helper()
+	var c *metav1.Condition
+	eventually(f.t, 30*time.Second, func() error {
+		oc := f.get(key)
+		c = meta.FindStatusCondition(oc.Status.Conditions, latchkeyv1.ConditionAudienceShared)
+		if oc.Status.ObservedGeneration != oc.Generation {
+			return fmt.Errorf("generation %d not observed yet", oc.Generation)
+		}
+		return want(c)
+	})
+	return c
+}
+
+func audienceShared(ns string) func(*metav1.Condition) error {
+	return func(c *metav1.Condition) error {
+		if c == nil || c.Status != metav1.ConditionTrue || c.Reason != latchkeyv1.ReasonAudienceClaimedInNamespace ||
+			!strings.Contains(c.Message, `"payments-api"`) || !strings.Contains(c.Message, "namespace "+ns) {
+			return fmt.Errorf("AudienceShared = %+v, want True naming payments-api and namespace %s", c, ns)
+		}
+		return nil
+	}
+}
+
+func noAudienceShared(c *metav1.Condition) error {
+	if c != nil {
+		return fmt.Errorf("AudienceShared = %+v, want none", c)
+	}
+	return nil
+}
+
+func TestOAuthClientAudienceShared(t *testing.T) {
+	payNS, shopNS := newNamespace(t), newNamespace(t)
+	f := newOCFixture(t, payNS, shopNS)
+	pay := confidentialClient(payNS, "api")
+	pay.Spec.Audiences = []string{"payments-api"}
+	f.create(pay)
+	payKey := client.ObjectKeyFromObject(pay)
+	f.waitConditions(payKey, metav1.ConditionTrue, latchkeyv1.ReasonAccepted, latchkeyv1.ReasonSecretGenerated)
+
+	// creationTimestamp has a one-second resolution: make the shop client strictly younger.
+	created := f.get(payKey).CreationTimestamp.Time
+	eventually(t, 5*time.Second, func() error {
+		if !time.Now().Truncate(time.Second).After(created) {
+			return fmt.Errorf("same second")
+		}
+		return nil
+	})
+	shop := confidentialClient(shopNS, "checkout")
+	shop.Spec.Audiences = []string{"shop-api", "payments-api"}
+	f.create(shop)
+	shopKey := client.ObjectKeyFromObject(shop)
+
+	// The newer client is flagged, and still served: a flag, not a rejection.
+	c := f.waitAudienceShared(shopKey, audienceShared(payNS))
+	if strings.Contains(c.Message, "api.") || strings.Contains(c.Message, pay.Name+"-oauth-client") {
+		t.Errorf("the message names more than the audience and namespace: %s", c.Message)
+	}
+	f.waitConditions(shopKey, metav1.ConditionTrue, latchkeyv1.ReasonAccepted, latchkeyv1.ReasonSecretGenerated)
+	// The older client is not flagged.
+	f.waitAudienceShared(payKey, noAudienceShared)
+	warnings := func() []recordedEvent {
+		var out []recordedEvent
+		for _, e := range f.rec.find(corev1.EventTypeWarning, latchkeyv1.ReasonAudienceClaimedInNamespace) {
+			if e.Object == shopNS+"/checkout" {
+				out = append(out, e)
+			} else {
+				t.Errorf("Warning event for %s", e.Object)
+			}
+		}
+		return out
+	}
+	if w := warnings(); len(w) != 1 || !strings.Contains(w[0].Note, `"payments-api"`) {
+		t.Errorf("Warning events = %+v, want one naming payments-api", w)
+	}
+
+	// The shop client drops the audience: the flag goes.
+	f.touch(shopKey, func(oc *latchkeyv1.OAuthClient) { oc.Spec.Audiences = []string{"shop-api"} })
+	f.waitAudienceShared(shopKey, noAudienceShared)
+
+	// It names it again: flagged again. Then the payments client drops it: the watch requeues
+	// the shop client through the audience the payments client used to name, and the flag goes.
+	f.touch(shopKey, func(oc *latchkeyv1.OAuthClient) { oc.Spec.Audiences = []string{"payments-api"} })
+	f.waitAudienceShared(shopKey, audienceShared(payNS))
+	f.touch(payKey, func(oc *latchkeyv1.OAuthClient) { oc.Spec.Audiences = []string{"payments-internal"} })
+	f.waitAudienceShared(shopKey, noAudienceShared)
+	if w := warnings(); len(w) != 2 {
+		t.Errorf("Warning events = %+v, want one per time the flag was raised", w)
+	}
+}
+
 func TestOAuthClientInvalidSpecWithoutAPIServer(t *testing.T) {
 	// The API server refuses such an object (see the CEL tests); --dev manifests do not go
 	// through it, so the controller checks again and refuses to serve.

@@ -43,6 +43,60 @@ func clientIDWinner(cs []claimant) claimant {
 	})
 }
 
+// tokenAudiences is the aud of a client's access tokens: spec.audiences, or the client_id when
+// there are none, as the token server decides (accesstoken.DefaultAudience).
+func tokenAudiences(c *latchkeyv1.OAuthClient) []string {
+	if len(c.Spec.Audiences) == 0 {
+		return []string{c.EffectiveClientID()}
+	}
+	return slices.Clone(c.Spec.Audiences)
+}
+
+// audienceClaimant is an OAuthClient with the audiences of its access tokens.
+type audienceClaimant struct {
+	claimant
+	Audiences []string
+}
+
+// audienceShare is an audience a client names that belongs to another namespace.
+type audienceShare struct {
+	Audience, Namespace string
+}
+
+// sharedAudiences decides SECURITY-CASES item 92 for self, given the other OAuthClients that
+// name any of its audiences. An audience belongs to the namespace of its oldest claimant, in the
+// order of clientIDWinner, so a later client never takes an audience over; the result lists,
+// sorted, each audience of self that belongs to another namespace. Clients of one namespace
+// share audiences freely: a namespace is one tenant.
+func sharedAudiences(self audienceClaimant, others []audienceClaimant) []audienceShare {
+	auds := slices.Clone(self.Audiences)
+	slices.Sort(auds)
+	var out []audienceShare
+	for _, aud := range slices.Compact(auds) {
+		cs := []claimant{self.claimant}
+		for _, o := range others {
+			if slices.Contains(o.Audiences, aud) {
+				cs = append(cs, o.claimant)
+			}
+		}
+		if w := clientIDWinner(cs); w.Namespace != self.Namespace {
+			out = append(out, audienceShare{Audience: aud, Namespace: w.Namespace})
+		}
+	}
+	return out
+}
+
+// audienceSharedMessage is the AudienceShared message for shares (not empty). It names each
+// audience and the namespace it belongs to, never the other client or anything of it.
+func audienceSharedMessage(shares []audienceShare) string {
+	parts := make([]string, len(shares))
+	for i, sh := range shares {
+		parts[i] = fmt.Sprintf("audience %q was named first by an OAuthClient in namespace %s", sh.Audience, sh.Namespace)
+	}
+	return strings.Join(parts, "; ") + ". This client still gets access tokens for it and, if confidential, may introspect tokens issued for it; " +
+		"if that is not intended, remove it from spec.audiences"
+}
+
 var (
 	clientIDPattern  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:~-]*$`)
 	schemePattern    = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]*:`)

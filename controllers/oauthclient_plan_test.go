@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -35,6 +36,69 @@ func TestClientIDWinner(t *testing.T) {
 				t.Errorf("clientIDWinner() = %s, want %s", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestSharedAudiences(t *testing.T) {
+	c := func(ns, name, uid string, created time.Duration, auds ...string) audienceClaimant {
+		return audienceClaimant{claimant: claimant{Namespace: ns, Name: name, UID: typesUID(uid), Created: t0.Add(created)}, Audiences: auds}
+	}
+	shop := c("shop", "checkout", "s", time.Hour, "payments-api", "shop-api")
+	cases := []struct {
+		name   string
+		self   audienceClaimant
+		others []audienceClaimant
+		want   []audienceShare
+	}{
+		{"no other claimant", shop, nil, nil},
+		{"an older client of another namespace owns the audience",
+			shop, []audienceClaimant{c("payments", "api", "p", 0, "payments-api")},
+			[]audienceShare{{Audience: "payments-api", Namespace: "payments"}}},
+		{"the older client is not flagged by a newer one",
+			c("payments", "api", "p", 0, "payments-api"), []audienceClaimant{shop}, nil},
+		{"a client of the same namespace shares freely",
+			shop, []audienceClaimant{c("shop", "web", "w", 0, "payments-api", "shop-api")}, nil},
+		{"the audience stays with the namespace of its oldest claimant",
+			shop, []audienceClaimant{c("shop", "first", "f", 0, "payments-api"), c("payments", "api", "p", time.Minute, "payments-api")}, nil},
+		{"an older client naming other audiences is no share",
+			shop, []audienceClaimant{c("payments", "api", "p", 0, "payments-internal")}, nil},
+		{"equal creation times go to the smaller UID",
+			c("shop", "checkout", "b-uid", 0, "payments-api"), []audienceClaimant{c("payments", "api", "a-uid", 0, "payments-api")},
+			[]audienceShare{{Audience: "payments-api", Namespace: "payments"}}},
+		{"equal creation times, the smaller UID is not flagged",
+			c("payments", "api", "a-uid", 0, "payments-api"), []audienceClaimant{c("shop", "checkout", "b-uid", 0, "payments-api")}, nil},
+		{"several audiences, sorted, each with its namespace, duplicates once",
+			c("shop", "checkout", "s", time.Hour, "z-api", "a-api", "z-api", "shop-api"),
+			[]audienceClaimant{c("zeta", "z", "z", 0, "z-api"), c("alpha", "a", "a", time.Minute, "a-api"), c("late", "l", "l", 2*time.Hour, "shop-api")},
+			[]audienceShare{{Audience: "a-api", Namespace: "alpha"}, {Audience: "z-api", Namespace: "zeta"}}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := sharedAudiences(tc.self, tc.others); !slices.Equal(got, tc.want) {
+				t.Errorf("sharedAudiences() = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestAudienceSharedMessage(t *testing.T) {
+	got := audienceSharedMessage([]audienceShare{{Audience: "a-api", Namespace: "alpha"}, {Audience: "payments-api", Namespace: "payments"}})
+	for _, want := range []string{`audience "a-api" was named first by an OAuthClient in namespace alpha`,
+		`audience "payments-api" was named first by an OAuthClient in namespace payments`, "spec.audiences"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("message %q lacks %q", got, want)
+		}
+	}
+}
+
+func TestTokenAudiences(t *testing.T) {
+	oc := &latchkeyv1.OAuthClient{ObjectMeta: metav1.ObjectMeta{Name: "svc", Namespace: "shop"}}
+	if got := tokenAudiences(oc); !slices.Equal(got, []string{"svc.shop"}) {
+		t.Errorf("without audiences: %v, want the client_id", got)
+	}
+	oc.Spec.Audiences = []string{"payments-api"}
+	if got := IndexOAuthClientAudience(oc); !slices.Equal(got, []string{"payments-api"}) {
+		t.Errorf("with audiences: %v", got)
 	}
 }
 

@@ -152,8 +152,8 @@ func (r *testRecorder) find(typ, reason string) []recordedEvent {
 }
 
 // startManager runs a manager over the given namespaces with the cache narrowed as main.go
-// narrows it (only labelled Secrets and JWKS ConfigMaps), the client-ID field index, and the
-// controllers that setup registers. It stops when the test ends.
+// narrows it (only labelled Secrets and JWKS ConfigMaps), the client-ID and audience field
+// indexes, and the controllers that setup registers. It stops when the test ends.
 func startManager(t *testing.T, namespaces []string, setup func(ctrl.Manager) error) ctrl.Manager {
 	t.Helper()
 	secretLabel, err := labels.NewRequirement(latchkeyv1.LabelSecretType, selection.Exists, nil)
@@ -186,6 +186,9 @@ func startManager(t *testing.T, namespaces []string, setup func(ctrl.Manager) er
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &latchkeyv1.OAuthClient{}, latchkeyv1.ClientIDIndex, IndexOAuthClientClientID); err != nil {
+		t.Fatalf("index: %v", err)
+	}
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &latchkeyv1.OAuthClient{}, latchkeyv1.AudienceIndex, IndexOAuthClientAudience); err != nil {
 		t.Fatalf("index: %v", err)
 	}
 	if err := setup(mgr); err != nil {

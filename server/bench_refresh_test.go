@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	latchkeyv1 "github.com/latchkey-dev/latchkey/api/v1alpha1"
+	"github.com/latchkey-dev/latchkey/internal/revision"
 	"github.com/latchkey-dev/latchkey/server"
 	"github.com/latchkey-dev/latchkey/server/internal/servertest"
 	"github.com/latchkey-dev/latchkey/server/pkce"
@@ -70,9 +71,10 @@ func refreshBenchServer(b *testing.B, sc string) (http.Handler, string) {
 	srv, err := server.New(server.Options{
 		Issuer:    servertest.Issuer,
 		Namespace: servertest.Namespace,
-		Reader:    servertest.NewReader(append(keys.Objects(), []client.Object{spa, usersSecret()}...)...),
-		Store:     st,
-		Clock:     clock.RealClock{},
+		// As --dev serves them: objects kept while the store's revision holds.
+		Reader: revision.NewClient(servertest.NewReader(append(keys.Objects(), []client.Object{spa, usersSecret()}...)...)),
+		Store:  st,
+		Clock:  clock.RealClock{},
 	})
 	if err != nil {
 		b.Fatal(err)

@@ -38,6 +38,12 @@ type refreshGrant struct {
 	reuse *prometheus.CounterVec
 }
 
+// maxRefreshGenerations ends a family after this many rotations (invalid_grant; the user logs
+// in again). The family keeps the hash of every token it replaced until it expires, so reuse of
+// any old token is detected; the cap bounds that record at about 2 MB. Honest use is far below
+// it: a refresh every minute for the default 168 h absoluteLifetime is 10 080 rotations.
+const maxRefreshGenerations = 20000
+
 // newRefreshTokenGrant is the refresh token grant (RFC 6749 §6, OAuth 2.1 §4.3) with rotation
 // and reuse detection (OAuth 2.1 §4.3.1, RFC 9700 §4.14.2).
 //
@@ -133,12 +139,13 @@ func (g *refreshGrant) handle(ctx context.Context, req *tokenRequest) (*tokenRes
 	jti := tokenid.NewJTI(family)
 	newToken, newHash := tokenid.NewRefreshToken(family)
 	fam, err := s.store.RotateRefresh(ctx, store.RotateParams{
-		Family:        family,
-		PresentedHash: hash,
-		NewHash:       newHash,
-		ClientID:      c.ID,
-		IdleLifetime:  max(c.IdleRefreshLifetime(), minIdleRefreshLifetime),
-		ReuseInterval: min(max(c.RefreshReuseInterval(), 0), maxReuseInterval),
+		Family:         family,
+		PresentedHash:  hash,
+		NewHash:        newHash,
+		ClientID:       c.ID,
+		IdleLifetime:   max(c.IdleRefreshLifetime(), minIdleRefreshLifetime),
+		ReuseInterval:  min(max(c.RefreshReuseInterval(), 0), maxReuseInterval),
+		MaxGenerations: maxRefreshGenerations,
 		AccessToken: store.AccessTokenRecord{
 			JTI: jti, ClientID: c.ID, Family: family, ExpiresAt: issuedAt.Add(lifetime),
 		},

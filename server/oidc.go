@@ -139,13 +139,9 @@ func (s *Server) mintIDToken(signer *keyring.Signer, p idTokenParams) (string, e
 	if err != nil {
 		return "", fmt.Errorf("mint id token: %w", err)
 	}
-	jws, err := signer.IDToken.Sign(payload)
+	raw, err := signer.SignIDToken(payload)
 	if err != nil {
-		return "", fmt.Errorf("mint id token: sign: %w", err)
-	}
-	raw, err := jws.CompactSerialize()
-	if err != nil {
-		return "", fmt.Errorf("mint id token: serialize: %w", err)
+		return "", fmt.Errorf("mint id token: %w", err)
 	}
 	return raw, nil
 }

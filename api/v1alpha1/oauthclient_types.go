@@ -247,8 +247,10 @@ type OAuthClientStatus struct {
 	// +optional
 	PreviousSecretExpiresAt *metav1.Time `json:"previousSecretExpiresAt,omitempty"`
 
-	// conditions: Ready (the token server serves this client) and SecretReady (its credentials
-	// Secret is present and valid; confidential secret-based clients only).
+	// conditions: Ready (the token server serves this client), SecretReady (its credentials
+	// Secret is present and valid; confidential secret-based clients only) and, only while it
+	// holds, AudienceShared (an audience it names was named first by an OAuthClient in another
+	// namespace; a flag that leaves Ready alone).
 	// +optional
 	// +listType=map
 	// +listMapKey=type

@@ -96,6 +96,11 @@ const UsersDataKey = "users.yaml"
 // the --dev object store both register it with OAuthClient.EffectiveClientID.
 const ClientIDIndex = "latchkey.effectiveClientID"
 
+// AudienceIndex is the field index on OAuthClients by each audience their access tokens carry:
+// spec.audiences, or the effective client ID when there are none (the aud such a client's tokens
+// get). The controller uses it to find the clients of other namespaces that name an audience.
+const AudienceIndex = "latchkey.audience"
+
 // Condition types.
 const (
 	// ConditionReady on an OAuthClient: the token server serves it. On a SigningKey: a valid key
@@ -103,6 +108,10 @@ const (
 	ConditionReady = "Ready"
 	// ConditionSecretReady on an OAuthClient: its credentials Secret is present and valid.
 	ConditionSecretReady = "SecretReady"
+	// ConditionAudienceShared on an OAuthClient: it names an audience that an older OAuthClient
+	// in another namespace named first (SECURITY-CASES item 92). It is a flag, not a rejection:
+	// Ready is unaffected. The condition is absent when no audience is shared.
+	ConditionAudienceShared = "AudienceShared"
 )
 
 // Condition reasons.
@@ -122,6 +131,9 @@ const (
 	// ReasonSecretNotOwned: the Secret a Generated client names exists and is not controlled by
 	// the client; the controller never overwrites it.
 	ReasonSecretNotOwned = "SecretNotOwned"
+	// ReasonAudienceClaimedInNamespace: an audience the client names was named first by an
+	// OAuthClient of another namespace (ConditionAudienceShared=True).
+	ReasonAudienceClaimedInNamespace = "AudienceClaimedInNamespace"
 
 	ReasonKeysReady        = "KeysReady"
 	ReasonKeySecretMissing = "KeySecretMissing"

@@ -62,6 +62,11 @@ func (b *browser) isRedirectURI(u *url.URL) bool {
 // signIn runs the flow once: authorize, log in, consent, exchange the code. It returns the
 // token response.
 func (b *browser) signIn(ctx context.Context) (*tokenResponse, error) {
+	return b.signInScope(ctx, b.e.cfg.codeScope)
+}
+
+// signInScope is signIn asking for scope.
+func (b *browser) signInScope(ctx context.Context, scope string) (*tokenResponse, error) {
 	cfg := b.e.cfg
 	verifier := randomString()
 	sum := sha256.Sum256([]byte(verifier))
@@ -70,7 +75,7 @@ func (b *browser) signIn(ctx context.Context) (*tokenResponse, error) {
 		"response_type":         {"code"},
 		"client_id":             {cfg.publicClient},
 		"redirect_uri":          {cfg.redirectURI},
-		"scope":                 {cfg.codeScope},
+		"scope":                 {scope},
 		"state":                 {state},
 		"code_challenge":        {base64.RawURLEncoding.EncodeToString(sum[:])},
 		"code_challenge_method": {"S256"},

@@ -12,7 +12,7 @@
 //	            (its CSRF token and cookies), the consent form when shown, the redirect with the
 //	            code, then POST /token with the PKCE verifier; every flow is a new browser
 //	refresh     POST /token grant_type=refresh_token; each worker keeps its own refresh chain,
-//	            started with one code flow
+//	            started with one code flow (scope -refresh-scope)
 //	introspect  POST /introspect of a JWT access token, as a resource server would
 //	jwks        GET /jwks
 //	verify      verifier.Verify of a JWT access token, in this process (the JWKS comes from the
@@ -21,12 +21,22 @@
 //	            process: the limit of cc and refresh
 //	raw-verify  go-jose ParseSignedCompact + Verify of an ES256 token, in this process: the
 //	            limit of introspect and verify
+//	raw-sign-rs256, raw-sign-eddsa
+//	            raw-sign with RS256 (RSA 2048) and EdDSA (Ed25519), to compare the algorithms
+//	tls-handshake
+//	            a full TLS 1.3 handshake (ECDSA P-256 certificate, X25519), both ends in this
+//	            process over an in-memory pipe: what a client that does not keep its
+//	            connection alive adds to every token
 //
 // Every workload runs -c closed-loop workers: each sends a request, waits for the answer and
 // sends the next. The first -warmup is not counted; then requests are counted for -d. The
 // endpoints come from the issuer's discovery document, never from fixed paths. HTTP runs over
-// keep-alive connections (one idle connection kept per worker), as a real client should: a new
-// TLS or even TCP connection per token would measure the handshake, not the server.
+// keep-alive connections (one per worker), as a real client should: a new TLS or even TCP
+// connection per token would measure the handshake, not the server. The API workloads (cc,
+// refresh, introspect, jwks) speak HTTP/1.1 with a small hand-written client (wire.go) so that
+// the load generator, on its one CPU, costs less than the server it drives; -net-http uses
+// net/http instead. The code workload, and the code flows that start refresh chains, use
+// net/http with a cookie jar, like a browser.
 //
 // The raw workloads and verify run in this process, so pin loadgen where the server would run
 // (taskset, GOMAXPROCS) to compare rates on one CPU; hack/bench.sh does.
@@ -68,6 +78,13 @@ type config struct {
 	duration    time.Duration
 	warmup      time.Duration
 	timeout     time.Duration
+	netHTTP     bool
+	// rate, when positive, paces the workers to this many requests per second in total (the
+	// soak's steady load); 0 is closed-loop at full speed.
+	rate float64
+	// familyAge, when positive, makes a refresh worker start a new family once its current one
+	// is this old, so the soak's families (short-lived on purpose) end before they expire.
+	familyAge time.Duration
 
 	// serverPID, when set, is the server's process: its CPU time over the window is reported.
 	serverPID int
@@ -80,6 +97,7 @@ type config struct {
 	publicClient string
 	redirectURI  string
 	codeScope    string
+	refreshScope string
 	username     string
 	password     string
 }
@@ -94,11 +112,19 @@ const (
 	defaultPublicClient = "demo-spa"
 	defaultRedirectURI  = "http://127.0.0.1/demo/callback"
 	defaultCodeScope    = "openid offline_access notes.read"
+	// The refresh workload measures the OAuth rotation: without openid, no ID token is signed
+	// on refresh (OpenID Connect Core §12.2 makes it optional; Latchkey signs one when the
+	// grant has openid, which doubles the signatures).
+	defaultRefreshScope = "offline_access notes.read"
 	defaultUsername     = "alice"
 	defaultPassword     = "latchkey-demo"
 )
 
-var workloads = []string{"cc", "code", "refresh", "introspect", "jwks", "verify", "raw-sign", "raw-verify"}
+var workloads = []string{"cc", "code", "refresh", "introspect", "jwks", "verify",
+	"raw-sign", "raw-sign-rs256", "raw-sign-eddsa", "raw-verify", "tls-handshake"}
+
+// inProcess reports whether workload w needs no server at all.
+func inProcess(w string) bool { return strings.HasPrefix(w, "raw-") || w == "tls-handshake" }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "report" {
@@ -130,6 +156,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&cfg.duration, "d", 10*time.Second, "measured duration")
 	fs.DurationVar(&cfg.warmup, "warmup", 2*time.Second, "unmeasured warm-up before -d")
 	fs.DurationVar(&cfg.timeout, "timeout", 30*time.Second, "timeout of one request (or one whole code flow)")
+	fs.Float64Var(&cfg.rate, "rate", 0, "pace the workers to this many requests/s in total (0: as fast as the server answers)")
+	fs.DurationVar(&cfg.familyAge, "refresh-family-age", 0, "refresh: start a new family when the current one is this old (0: never)")
+	fs.BoolVar(&cfg.netHTTP, "net-http", false, "send the API requests with net/http's client instead of loadgen's own HTTP/1.1 (about twice the load generator's CPU per request)")
 	fs.IntVar(&cfg.serverPID, "server-pid", 0, "the server's process id: report its CPU time per request (Linux /proc)")
 	fs.StringVar(&cfg.clientID, "client-id", defaultClientID, "confidential client (cc, introspect, verify)")
 	fs.StringVar(&cfg.clientSecret, "client-secret", defaultClientSecret, "its secret (client_secret_basic)")
@@ -137,7 +166,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&cfg.audience, "audience", defaultAudience, "audience the verify workload checks")
 	fs.StringVar(&cfg.publicClient, "public-client", defaultPublicClient, "public client of the code and refresh workloads")
 	fs.StringVar(&cfg.redirectURI, "redirect-uri", defaultRedirectURI, "its registered redirect URI")
-	fs.StringVar(&cfg.codeScope, "code-scope", defaultCodeScope, "scope of the code flow (offline_access for a refresh token)")
+	fs.StringVar(&cfg.codeScope, "code-scope", defaultCodeScope, "scope of the code workload")
+	fs.StringVar(&cfg.refreshScope, "refresh-scope", defaultRefreshScope, "scope of the refresh workload's families (offline_access for a refresh token; openid adds an ID token per rotation)")
 	fs.StringVar(&cfg.username, "username", defaultUsername, "user who logs in")
 	fs.StringVar(&cfg.password, "password", defaultPassword, "their password")
 	fs.Usage = func() {
@@ -190,7 +220,10 @@ type Result struct {
 	// microseconds: a figure that a busy shared machine disturbs far less than the rate.
 	ServerCPU           float64 `json:"serverCPU,omitempty"`
 	ServerCPUPerRequest float64 `json:"serverCPUPerRequest,omitempty"`
-	Time                string  `json:"time"`
+	// LoadgenCPUPerRequest is the same for this process: when it nears the server's, the load
+	// generator's CPU, not the server, may be what limits the rate.
+	LoadgenCPUPerRequest float64 `json:"loadgenCPUPerRequest,omitempty"`
+	Time                 string  `json:"time"`
 }
 
 func measureWorkload(ctx context.Context, cfg config) (*Result, error) {
@@ -206,9 +239,13 @@ func measureWorkload(ctx context.Context, cfg config) (*Result, error) {
 	if cfg.serverPID > 0 {
 		cpu = &cpuWindow{pid: cfg.serverPID}
 	}
-	res, err := measure(ctx, cfg.concurrency, cfg.warmup, cfg.duration, newWorker, cpu)
+	self := &cpuWindow{pid: os.Getpid()}
+	res, err := measure(ctx, cfg.concurrency, cfg.warmup, cfg.duration, cfg.rate, newWorker, cpu, self)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", cfg.workload, err)
+	}
+	if self.err == nil && res.Requests > 0 {
+		res.LoadgenCPUPerRequest = math.Round(float64(self.used)/float64(res.Requests)/10) / 100
 	}
 	if cpu != nil {
 		if cpu.err != nil {

@@ -30,7 +30,11 @@ const (
 )
 
 // measure runs concurrency closed-loop workers: warm-up, then the measured window d, then stop.
-func measure(ctx context.Context, concurrency int, warmup, d time.Duration, newWorker newWorkerFunc, cpu *cpuWindow) (*Result, error) {
+//
+// With rate > 0 each worker paces itself to rate/concurrency requests per second (a worker that
+// falls behind does not burst to catch up), for a steady load rather than the most the server
+// can take.
+func measure(ctx context.Context, concurrency int, warmup, d time.Duration, rate float64, newWorker newWorkerFunc, cpu, self *cpuWindow) (*Result, error) {
 	ops := make([]op, concurrency)
 	for i := range ops {
 		o, err := newWorker(ctx, i)
@@ -53,8 +57,19 @@ func measure(ctx context.Context, concurrency int, warmup, d time.Duration, newW
 	for i := range ops {
 		w := &stats[i]
 		w.lat = make([]time.Duration, 0, 1<<14)
+		var interval time.Duration
+		if rate > 0 {
+			interval = time.Duration(float64(concurrency) / rate * float64(time.Second))
+		}
 		wg.Go(func() {
+			next := time.Now()
 			for phase.Load() != phaseStop && ctx.Err() == nil {
+				if interval > 0 {
+					if wait := time.Until(next); wait > 0 {
+						time.Sleep(wait)
+					}
+					next = later(next.Add(interval), time.Now())
+				}
 				counted := phase.Load() == phaseMeasure
 				start := time.Now()
 				err := ops[i](ctx)
@@ -90,12 +105,14 @@ func measure(ctx context.Context, concurrency int, warmup, d time.Duration, newW
 		return nil, err
 	}
 	cpu.begin()
+	self.begin()
 	phase.Store(phaseMeasure)
 	start := time.Now()
 	err := sleep(d)
 	phase.Store(phaseStop)
 	window := time.Since(start)
 	cpu.end()
+	self.end()
 	// Requests in flight finish (or time out) before the stats are read.
 	wg.Wait()
 	if err != nil {
@@ -136,3 +153,10 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 
 // ms rounds to microseconds, in milliseconds.
 func ms(d time.Duration) float64 { return math.Round(float64(d)/float64(time.Microsecond)) / 1000 }
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}

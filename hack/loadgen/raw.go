@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -30,22 +32,49 @@ func rawSigner() (jose.Signer, *ecdsa.PrivateKey, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: key, KeyID: "raw"}},
-		(&jose.SignerOptions{}).WithType("at+jwt"))
+	s, err := newJoseSigner(jose.ES256, key)
 	if err != nil {
 		return nil, nil, err
 	}
 	return s, key, nil
 }
 
+func newJoseSigner(alg jose.SignatureAlgorithm, key any) (jose.Signer, error) {
+	return jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: jose.JSONWebKey{Key: key, KeyID: "raw"}},
+		(&jose.SignerOptions{}).WithType("at+jwt"))
+}
+
+// algSigner is a go-jose signer of alg with a fresh key: ES256 (P-256), RS256 (RSA 2048, the
+// size Latchkey generates) or EdDSA (Ed25519).
+func algSigner(alg jose.SignatureAlgorithm) (jose.Signer, error) {
+	var key any
+	var err error
+	switch alg {
+	case jose.ES256:
+		key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case jose.RS256:
+		key, err = rsa.GenerateKey(rand.Reader, 2048)
+	case jose.EdDSA:
+		_, key, err = ed25519.GenerateKey(rand.Reader)
+	default:
+		return nil, fmt.Errorf("no raw signer for %s", alg)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return newJoseSigner(alg, key)
+}
+
 // rawSign is the limit of a token endpoint that signs with go-jose: Sign and CompactSerialize
-// of a ready payload, nothing else (no claims to build, no HTTP, no store).
-func rawSign() (newWorkerFunc, error) {
+// of a ready payload, nothing else (no claims to build, no HTTP, no store). The ES256 rate is
+// the one the token paths are measured against; RS256 and EdDSA are for the comparison of
+// algorithms.
+func rawSign(alg jose.SignatureAlgorithm) (newWorkerFunc, error) {
 	payload, err := rawClaims()
 	if err != nil {
 		return nil, err
 	}
-	signer, _, err := rawSigner()
+	signer, err := algSigner(alg)
 	if err != nil {
 		return nil, err
 	}

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	jose "github.com/go-jose/go-jose/v4"
+
 	"github.com/latchkey-dev/latchkey/server/clients"
 	"github.com/latchkey-dev/latchkey/verifier"
 )
@@ -43,7 +45,7 @@ const maxBody = 1 << 20
 
 func newEnv(ctx context.Context, cfg config) (*env, error) {
 	e := &env{cfg: cfg, basic: clients.EncodeBasic(cfg.clientID, cfg.clientSecret)}
-	if cfg.workload == "raw-sign" || cfg.workload == "raw-verify" {
+	if inProcess(cfg.workload) {
 		return e, nil
 	}
 	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
@@ -149,9 +151,15 @@ func (e *env) workload(ctx context.Context, name string) (newWorkerFunc, error) 
 	case "refresh":
 		return e.refresh()
 	case "raw-sign":
-		return rawSign()
+		return rawSign(jose.ES256)
+	case "raw-sign-rs256":
+		return rawSign(jose.RS256)
+	case "raw-sign-eddsa":
+		return rawSign(jose.EdDSA)
 	case "raw-verify":
 		return rawVerify()
+	case "tls-handshake":
+		return tlsHandshake()
 	}
 	return nil, fmt.Errorf("unknown workload %q", name)
 }
@@ -170,11 +178,52 @@ var (
 	activeTrue        = []byte(`"active":true`)
 )
 
+// sender returns a worker's way of sending one request: its own hand-written keep-alive
+// connection (wireConn), or with -net-http the shared net/http client.
+func (e *env) sender(method, u, authz string) (func(ctx context.Context, form []byte) (int, []byte, error), error) {
+	if e.cfg.netHTTP {
+		return func(ctx context.Context, form []byte) (int, []byte, error) {
+			return e.do(ctx, method, u, authz, form)
+		}, nil
+	}
+	w, err := e.newWireConn(u)
+	if err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context, form []byte) (int, []byte, error) {
+		req, err := wireRequest(method, u, authz, form)
+		if err != nil {
+			return 0, nil, err
+		}
+		return w.do(ctx, req)
+	}, nil
+}
+
+// fixedSender is sender for a request that never changes: its bytes are made once.
+func (e *env) fixedSender(method, u, authz string, form []byte) (func(ctx context.Context) (int, []byte, error), error) {
+	if e.cfg.netHTTP {
+		return func(ctx context.Context) (int, []byte, error) { return e.do(ctx, method, u, authz, form) }, nil
+	}
+	w, err := e.newWireConn(u)
+	if err != nil {
+		return nil, err
+	}
+	req, err := wireRequest(method, u, authz, form)
+	if err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context) (int, []byte, error) { return w.do(ctx, req) }, nil
+}
+
 func (e *env) clientCredentials() newWorkerFunc {
 	form := e.ccForm()
 	return func(context.Context, int) (op, error) {
+		send, err := e.fixedSender(http.MethodPost, e.md.TokenEndpoint, e.basic, form)
+		if err != nil {
+			return nil, err
+		}
 		return func(ctx context.Context) error {
-			status, body, err := e.do(ctx, http.MethodPost, e.md.TokenEndpoint, e.basic, form)
+			status, body, err := send(ctx)
 			if err != nil {
 				return err
 			}
@@ -188,15 +237,23 @@ func (e *env) clientCredentials() newWorkerFunc {
 
 // accessToken gets one client_credentials token for the introspect and verify workloads.
 func (e *env) accessToken(ctx context.Context) (string, error) {
-	status, body, err := e.do(ctx, http.MethodPost, e.md.TokenEndpoint, e.basic, e.ccForm())
+	tr, err := e.accessTokenResponse(ctx)
 	if err != nil {
 		return "", err
 	}
-	var tr tokenResponse
-	if status != http.StatusOK || json.Unmarshal(body, &tr) != nil || tr.AccessToken == "" {
-		return "", statusError("token", status, body)
-	}
 	return tr.AccessToken, nil
+}
+
+func (e *env) accessTokenResponse(ctx context.Context) (*tokenResponse, error) {
+	status, body, err := e.do(ctx, http.MethodPost, e.md.TokenEndpoint, e.basic, e.ccForm())
+	if err != nil {
+		return nil, err
+	}
+	var tr tokenResponse
+	if status != http.StatusOK || json.Unmarshal(body, &tr) != nil || tr.AccessToken == "" || tr.ExpiresIn <= 0 {
+		return nil, statusError("token", status, body)
+	}
+	return &tr, nil
 }
 
 // tokenResponse is a successful token response (RFC 6749 §5.1).
@@ -204,22 +261,47 @@ type tokenResponse struct {
 	AccessToken  string `json:"access_token"`
 	RefreshToken string `json:"refresh_token"`
 	TokenType    string `json:"token_type"`
+	ExpiresIn    int64  `json:"expires_in"`
 }
 
 // introspect asks about a client_credentials token as its own client: a resource server that
-// registered as a confidential client would do the same for its audience.
+// registered as a confidential client would do the same for its audience. Each worker gets its
+// own token and a new one once half of its lifetime has passed, so a long run (the soak, with
+// 1-minute tokens) keeps asking about live tokens.
 func (e *env) introspect(ctx context.Context) (newWorkerFunc, error) {
 	if e.md.IntrospectionEndpoint == "" {
 		return nil, errors.New("the server advertises no introspection_endpoint")
 	}
-	tok, err := e.accessToken(ctx)
-	if err != nil {
+	if _, err := e.accessToken(ctx); err != nil {
 		return nil, err
 	}
-	form := []byte(url.Values{"token": {tok}, "token_type_hint": {"access_token"}}.Encode())
-	return func(context.Context, int) (op, error) {
+	return func(ctx context.Context, _ int) (op, error) {
+		var (
+			send    func(ctx context.Context) (int, []byte, error)
+			renewAt time.Time
+		)
+		renew := func(ctx context.Context) error {
+			tr, err := e.accessTokenResponse(ctx)
+			if err != nil {
+				return err
+			}
+			form := []byte(url.Values{"token": {tr.AccessToken}, "token_type_hint": {"access_token"}}.Encode())
+			if send, err = e.fixedSender(http.MethodPost, e.md.IntrospectionEndpoint, e.basic, form); err != nil {
+				return err
+			}
+			renewAt = time.Now().Add(time.Duration(tr.ExpiresIn) * time.Second / 2)
+			return nil
+		}
+		if err := renew(ctx); err != nil {
+			return nil, err
+		}
 		return func(ctx context.Context) error {
-			status, body, err := e.do(ctx, http.MethodPost, e.md.IntrospectionEndpoint, e.basic, form)
+			if time.Now().After(renewAt) {
+				if err := renew(ctx); err != nil {
+					return err
+				}
+			}
+			status, body, err := send(ctx)
 			if err != nil {
 				return err
 			}
@@ -233,8 +315,12 @@ func (e *env) introspect(ctx context.Context) (newWorkerFunc, error) {
 
 func (e *env) jwks() newWorkerFunc {
 	return func(context.Context, int) (op, error) {
+		send, err := e.fixedSender(http.MethodGet, e.md.JWKSURI, "", nil)
+		if err != nil {
+			return nil, err
+		}
 		return func(ctx context.Context) error {
-			status, body, err := e.do(ctx, http.MethodGet, e.md.JWKSURI, "", nil)
+			status, body, err := send(ctx)
 			if err != nil {
 				return err
 			}
@@ -304,12 +390,12 @@ func (e *env) refresh() (newWorkerFunc, error) {
 	}
 	return func(ctx context.Context, _ int) (op, error) {
 		start := func(ctx context.Context) (string, error) {
-			tr, err := e.newBrowser().signIn(ctx)
+			tr, err := e.newBrowser().signInScope(ctx, e.cfg.refreshScope)
 			if err != nil {
 				return "", err
 			}
 			if tr.RefreshToken == "" {
-				return "", fmt.Errorf("the code flow with scope %q returned no refresh token", e.cfg.codeScope)
+				return "", fmt.Errorf("the code flow with scope %q returned no refresh token", e.cfg.refreshScope)
 			}
 			return tr.RefreshToken, nil
 		}
@@ -317,20 +403,32 @@ func (e *env) refresh() (newWorkerFunc, error) {
 		if err != nil {
 			return nil, err
 		}
+		started := time.Now()
+		send, err := e.sender(http.MethodPost, e.md.TokenEndpoint, "")
+		if err != nil {
+			return nil, err
+		}
 		return func(ctx context.Context) error {
+			if e.cfg.familyAge > 0 && time.Since(started) > e.cfg.familyAge {
+				next, err := start(ctx)
+				if err != nil {
+					return err
+				}
+				rt, started = next, time.Now()
+			}
 			form := []byte(url.Values{
 				"grant_type":    {"refresh_token"},
 				"refresh_token": {rt},
 				"client_id":     {e.cfg.publicClient},
 			}.Encode())
-			status, body, err := e.do(ctx, http.MethodPost, e.md.TokenEndpoint, "", form)
+			status, body, err := send(ctx, form)
 			var tr tokenResponse
 			if err == nil && (status != http.StatusOK || json.Unmarshal(body, &tr) != nil || tr.RefreshToken == "" || tr.AccessToken == "") {
 				err = statusError("refresh", status, body)
 			}
 			if err != nil {
 				if next, serr := start(ctx); serr == nil {
-					rt = next
+					rt, started = next, time.Now()
 				}
 				return err
 			}

@@ -69,6 +69,7 @@ func Run(ctx context.Context, o Options) error {
 		WithObjects(objs...).
 		WithStatusSubresource(&latchkeyv1.SigningKey{}, &latchkeyv1.OAuthClient{}).
 		WithIndex(&latchkeyv1.OAuthClient{}, latchkeyv1.ClientIDIndex, controllers.IndexOAuthClientClientID).
+		WithIndex(&latchkeyv1.OAuthClient{}, latchkeyv1.AudienceIndex, controllers.IndexOAuthClientAudience).
 		Build())
 
 	st, storeName, err := newStore(o.RedisURL)

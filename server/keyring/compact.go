@@ -45,9 +45,10 @@ type atHeader struct {
 	Typ string `json:"typ"`
 }
 
-// newCompactSigner returns the fast signer of key, or nil when the algorithm has none.
-func newCompactSigner(key *keymaterial.Key) (*compactSigner, error) {
-	hdr, err := json.Marshal(atHeader{Alg: string(key.Algorithm), Kid: key.KeyID, Typ: "at+jwt"})
+// newCompactSigner returns the fast signer of key for tokens of type typ ("at+jwt" for access
+// tokens, "JWT" for ID tokens), or nil when the algorithm has none.
+func newCompactSigner(key *keymaterial.Key, typ string) (*compactSigner, error) {
+	hdr, err := json.Marshal(atHeader{Alg: string(key.Algorithm), Kid: key.KeyID, Typ: typ})
 	if err != nil {
 		return nil, fmt.Errorf("access token header: %w", err)
 	}
@@ -134,6 +135,25 @@ func (s *Signer) SignAccessToken(payload []byte) (string, error) {
 		return s.compact.signCompact(payload)
 	}
 	jws, err := s.Signer.Sign(payload)
+	if err != nil {
+		return "", fmt.Errorf("sign: %w", err)
+	}
+	raw, err := jws.CompactSerialize()
+	if err != nil {
+		return "", fmt.Errorf("serialize: %w", err)
+	}
+	return raw, nil
+}
+
+// SignIDToken signs payload, the JSON claims of an OpenID Connect ID token, as a compact JWS
+// whose protected header holds the key's alg, its kid and typ "JWT": the token IDToken.Sign and
+// CompactSerialize produce, made without go-jose for ES256 and EdDSA keys. An openid refresh
+// signs one per rotation, next to the access token.
+func (s *Signer) SignIDToken(payload []byte) (string, error) {
+	if s.idCompact != nil {
+		return s.idCompact.signCompact(payload)
+	}
+	jws, err := s.IDToken.Sign(payload)
 	if err != nil {
 		return "", fmt.Errorf("sign: %w", err)
 	}

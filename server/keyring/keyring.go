@@ -80,6 +80,8 @@ type Signer struct {
 
 	// compact is the fast path of SignAccessToken for ES256 and EdDSA keys; nil for RSA.
 	compact *compactSigner
+	// idCompact is the same for SignIDToken.
+	idCompact *compactSigner
 }
 
 // JWKS is the published key set of the namespace.
@@ -337,11 +339,15 @@ func NewSigner(key *keymaterial.Key) (*Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("build id token signer for key %s: %w", key.KeyID, err)
 	}
-	compact, err := newCompactSigner(key)
+	compact, err := newCompactSigner(key, "at+jwt")
 	if err != nil {
 		return nil, fmt.Errorf("build signer for key %s: %w", key.KeyID, err)
 	}
-	return &Signer{KeyID: key.KeyID, Algorithm: alg, Signer: s, IDToken: id, compact: compact}, nil
+	idCompact, err := newCompactSigner(key, "JWT")
+	if err != nil {
+		return nil, fmt.Errorf("build id token signer for key %s: %w", key.KeyID, err)
+	}
+	return &Signer{KeyID: key.KeyID, Algorithm: alg, Signer: s, IDToken: id, compact: compact, idCompact: idCompact}, nil
 }
 
 // parseJWKSLocked parses cm's jwks.json, cached by UID and resourceVersion.

@@ -157,6 +157,11 @@ type RotateParams struct {
 	// gets NewHash as successor, and the successor issued before is revoked, so the family never
 	// forks (decision D1). Zero: any reuse revokes the family.
 	ReuseInterval time.Duration
+	// MaxGenerations, when positive, ends the family once it has rotated that many times: the
+	// rotation revokes it and answers ErrRevoked. Every rotation keeps the hash of the token it
+	// replaced until the family expires (to detect reuse), so without a cap a client rotating in
+	// a loop would grow one record without bound.
+	MaxGenerations int64
 	// AccessToken is the new access token, recorded in the same atomic step.
 	AccessToken AccessTokenRecord
 }

@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	latchkeyv1 "github.com/latchkey-dev/latchkey/api/v1alpha1"
+	"github.com/latchkey-dev/latchkey/internal/revision"
 )
 
 // User is a person who can log in. It never carries the password hash.
@@ -77,6 +78,10 @@ type snapshot struct {
 	// against it.
 	dummy *passwordHash
 	err   error
+	// rev is the Reader's revision (revision.Source) when this snapshot was last confirmed
+	// current; valid only when memo is set. Guarded by Directory.mu.
+	rev  uint64
+	memo bool
 }
 
 // NewDirectory returns a Directory for the Secret namespace/name, key users.yaml
@@ -154,7 +159,24 @@ func (d *Directory) Check(ctx context.Context) error {
 // load returns the parsed current version of the Secret, parsing it only when its
 // resourceVersion (or, for a reader that sets none, its content) changed. A version that fails
 // to parse is remembered too, so a broken Secret costs one parse, not one per login.
+//
+// When the Reader implements revision.Source, a snapshot confirmed at the current revision is
+// returned without reading the Secret at all: the refresh grant looks its user up on every
+// rotation, and through the --dev object store each read is a deep copy through JSON.
 func (d *Directory) load(ctx context.Context) (*snapshot, error) {
+	// The revision is read before the Secret (revision.Source).
+	src, memo := revision.Of(d.reader)
+	var rev uint64
+	if memo {
+		rev = src.Revision()
+		d.mu.Lock()
+		s := d.snap
+		hit := s != nil && s.memo && s.rev == rev
+		d.mu.Unlock()
+		if hit {
+			return s.result()
+		}
+	}
 	var secret corev1.Secret
 	if err := d.reader.Get(ctx, d.key, &secret); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -176,9 +198,10 @@ func (d *Directory) load(ctx context.Context) (*snapshot, error) {
 	defer d.mu.Unlock()
 	if s := d.snap; s != nil && s.resourceVersion == secret.ResourceVersion &&
 		(secret.ResourceVersion != "" || bytes.Equal(s.data, data)) {
+		s.rev, s.memo = rev, memo
 		return s.result()
 	}
-	s := &snapshot{resourceVersion: secret.ResourceVersion, data: bytes.Clone(data)}
+	s := &snapshot{resourceVersion: secret.ResourceVersion, data: bytes.Clone(data), rev: rev, memo: memo}
 	switch {
 	case !ok:
 		s.err = fmt.Errorf("users secret %s: %w: no %s key", d.key, ErrInvalidFile, latchkeyv1.UsersDataKey)

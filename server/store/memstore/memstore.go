@@ -360,6 +360,10 @@ func (s *Store) RotateRefresh(ctx context.Context, p store.RotateParams, now tim
 		f.revoked = true
 		return store.Family{}, fmt.Errorf("%s: %w", op, store.ErrRefreshReused)
 	}
+	if p.MaxGenerations > 0 && f.g >= p.MaxGenerations {
+		f.revoked = true
+		return store.Family{}, fmt.Errorf("%s: %w", op, store.ErrRevoked)
+	}
 	if p.NewHash == "" || f.knows(p.NewHash) {
 		return store.Family{}, fmt.Errorf("%s: new refresh token hash is empty or already in the family", op)
 	}

@@ -86,7 +86,7 @@ func (s *Store) RotateRefresh(ctx context.Context, p store.RotateParams, now tim
 	reply, err := s.runDurable(ctx, op, scriptRotate,
 		[]string{s.famKey(p.Family), s.usedKey(p.Family), s.atKey(at.JTI, p.Family)},
 		msArg(now), p.PresentedHash, p.NewHash, p.ClientID, durArg(p.IdleLifetime), durArg(p.ReuseInterval),
-		at.JTI, at.ClientID, msArg(at.ExpiresAt))
+		at.JTI, at.ClientID, msArg(at.ExpiresAt), p.MaxGenerations)
 	if err != nil {
 		return store.Family{}, wrap(op, err)
 	}

@@ -130,7 +130,7 @@ return famreply(KEYS[2])
 `)
 
 // scriptRotate: KEYS fam, used, at; ARGV now, presented, new, client, idle ms, reuse ms, jti,
-// at client, at expiry.
+// at client, at expiry, max generations (0: no cap).
 //
 // Decision D1: the presented hash is the live one (rotate), the one rotated just before it
 // within the reuse interval (replace the live one, so the family never forks), or anything else
@@ -161,6 +161,11 @@ elseif kind == 'prev' and reuse > 0 and now < tonumber(f[5]) + reuse then
 else
   redis.call('HSET', KEYS[1], 'rv', '1')
   return {'REUSED'}
+end
+local maxg = tonumber(ARGV[10])
+if maxg > 0 and tonumber(f[10]) >= maxg then
+  redis.call('HSET', KEYS[1], 'rv', '1')
+  return {'REVOKED'}
 end
 if nh == '' or nh == f[2] or nh == f[4] or redis.call('HEXISTS', KEYS[2], nh) == 1 then
   return redis.error_reply('LKBADARG new refresh token hash is empty or already in the family')

@@ -36,6 +36,7 @@ var tests = []struct {
 	{"Ping", testPing},
 	{"CodeCreateAndGet", testCodeCreateGet},
 	{"GrantRoundTrips", testGrantRoundTrips},
+	{"RotateStopsAtMaxGenerations", testRotateMaxGenerations},
 	{"CodeGetUnknown", testCodeGetUnknown},
 	{"CodeExpiresAfter60s", testCodeExpiry},
 	{"CodeGetDoesNotBurn", testCodeGetDoesNotBurn},
@@ -1399,5 +1400,36 @@ func testGrantRoundTrips(t *testing.T, s store.Store) {
 	must(t, err)
 	if fam.Grant != f.Grant {
 		t.Fatalf("RotateRefresh grant = %+v, want %+v", fam.Grant, f.Grant)
+	}
+}
+
+// testRotateMaxGenerations: a family that has rotated MaxGenerations times is revoked by the
+// next rotation, which bounds the record of used hashes a family keeps.
+func testRotateMaxGenerations(t *testing.T, s store.Store) {
+	now := Now()
+	f := NewFamily(t, s, now) // generation 1
+	rotate := func(at time.Time) (store.Family, error) {
+		next := Secret(t)
+		fam, err := s.RotateRefresh(ctx(t), store.RotateParams{
+			Family: f.Family, PresentedHash: store.Hash(f.Refresh), NewHash: store.Hash(next),
+			ClientID: clientA, IdleLifetime: f.Idle, MaxGenerations: 3,
+		}, at)
+		if err == nil {
+			f.Refresh = next
+		}
+		return fam, err
+	}
+	for g := int64(2); g <= 3; g++ {
+		fam, err := rotate(now.Add(time.Duration(g) * time.Second))
+		must(t, err)
+		if fam.Generation != g {
+			t.Fatalf("generation %d, want %d", fam.Generation, g)
+		}
+	}
+	_, err := rotate(now.Add(10 * time.Second))
+	wantErr(t, err, store.ErrRevoked)
+	wantActive(t, s, f.JTI, f.Family, now.Add(10*time.Second), false)
+	if _, err := s.LookupRefresh(ctx(t), f.Family, store.Hash(f.Refresh), now.Add(10*time.Second)); err == nil {
+		t.Fatal("the live token of a family past its cap is still found")
 	}
 }
