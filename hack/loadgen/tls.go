@@ -51,8 +51,8 @@ func tlsHandshake() (newWorkerFunc, error) {
 	return func(context.Context, int) (op, error) {
 		return func(ctx context.Context) error {
 			c, s := net.Pipe()
-			defer c.Close()
-			defer s.Close()
+			defer func() { _ = c.Close() }() // net.Pipe ends: Close cannot fail usefully
+			defer func() { _ = s.Close() }()
 			srv := tls.Server(s, srvCfg)
 			done := make(chan error, 1)
 			go func() { done <- srv.HandshakeContext(ctx) }()
