@@ -142,7 +142,7 @@ func (s *Server) introspectAccessToken(ctx context.Context, caller *clients.Clie
 		return inactive, oautherr.Unavailable("the key set is unavailable, retry later", err)
 	}
 	now := s.now()
-	claims, err := accesstoken.VerifyJWKS(token, jwks, s.issuer, now)
+	claims, err := accesstoken.Verify(token, jwks.Keys, s.issuer, now)
 	if err != nil || claims.Expiry <= now.Unix() {
 		return inactive, nil
 	}

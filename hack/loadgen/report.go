@@ -62,16 +62,10 @@ type optimisation struct {
 }
 
 var optimisations = []optimisation{
-	{"ES256 access token signed without go-jose (fixed header, crypto/ecdsa directly)",
-		"BenchmarkSignAccessToken/ES256/go-jose", "BenchmarkSignAccessToken/ES256/compact", "ns/op"},
-	{"EdDSA access token signed without go-jose",
-		"BenchmarkSignAccessToken/EdDSA/go-jose", "BenchmarkSignAccessToken/EdDSA/compact", "ns/op"},
 	{"access-token claims written by hand into a pooled buffer",
 		"BenchmarkClaimsJSON/encoding-json", "BenchmarkClaimsJSON/append", "ns/op"},
 	{"JSON strings of the fixed-shape responses written by hand",
 		"BenchmarkAppendJSONString/encoding-json", "BenchmarkAppendJSONString/append", "ns/op"},
-	{"introspection: exact-header match instead of go-jose parsing",
-		"BenchmarkVerifyAccessToken/go-jose", "BenchmarkVerifyAccessToken/exact-header", "ns/op"},
 	{"Redis group commit: concurrent scripts share one pipeline (client CPU per token)",
 		"BenchmarkRecordAccessTokenParallel/unbatched", "BenchmarkRecordAccessTokenParallel/batched", "cpu-ns/op"},
 	{"users Secret kept while the store's revision holds (refresh re-check of the user)",

@@ -77,11 +77,6 @@ type Signer struct {
 	// token must never pass for an access token at a resource server that checks typ
 	// (RFC 9068 §4, RFC 8725 §3.11).
 	IDToken jose.Signer
-
-	// compact is the fast path of SignAccessToken for ES256 and EdDSA keys; nil for RSA.
-	compact *compactSigner
-	// idCompact is the same for SignIDToken.
-	idCompact *compactSigner
 }
 
 // JWKS is the published key set of the namespace.
@@ -92,10 +87,6 @@ type JWKS struct {
 	MaxAge time.Duration
 	// Keys are the same keys by kid, for verifying tokens this server issued.
 	Keys map[string]jose.JSONWebKey
-
-	// atHeaders maps the exact protected-header segment of the access tokens each ES256 or
-	// EdDSA key signs (SignAccessToken) to that key; see AccessTokenKey.
-	atHeaders map[string]AccessTokenKey
 }
 
 // Keyring reads and caches keys. It is safe for concurrent use.
@@ -339,15 +330,7 @@ func NewSigner(key *keymaterial.Key) (*Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("build id token signer for key %s: %w", key.KeyID, err)
 	}
-	compact, err := newCompactSigner(key, "at+jwt")
-	if err != nil {
-		return nil, fmt.Errorf("build signer for key %s: %w", key.KeyID, err)
-	}
-	idCompact, err := newCompactSigner(key, "JWT")
-	if err != nil {
-		return nil, fmt.Errorf("build id token signer for key %s: %w", key.KeyID, err)
-	}
-	return &Signer{KeyID: key.KeyID, Algorithm: alg, Signer: s, IDToken: id, compact: compact, idCompact: idCompact}, nil
+	return &Signer{KeyID: key.KeyID, Algorithm: alg, Signer: s, IDToken: id}, nil
 }
 
 // parseJWKSLocked parses cm's jwks.json, cached by UID and resourceVersion.
@@ -486,7 +469,7 @@ func (k *Keyring) readJWKS(ctx context.Context) (*JWKS, error) {
 	if err != nil {
 		return nil, fmt.Errorf("assemble jwks: %w", err)
 	}
-	k.jwks = &JWKS{Document: doc, MaxAge: maxAge, Keys: byKID, atHeaders: accessTokenHeaders(all)}
+	k.jwks = &JWKS{Document: doc, MaxAge: maxAge, Keys: byKID}
 	k.jwksVersion = version.String()
 	return k.jwks, nil
 }
