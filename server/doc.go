@@ -63,6 +63,9 @@
 //   - /jwks max-age = min(5 min, the smallest prePublish); discovery max-age 5 min.
 //   - A request of the token, introspection or revocation endpoint is bounded by
 //     RequestTimeout; a store that hangs is 503 temporarily_unavailable at the deadline.
+//   - Each of those endpoints counts requests per client (spec.rateLimit, default 6000 a
+//     minute); past the limit, and for a client_id with too many failed authentications, the
+//     answer is 429 slow_down with Retry-After (server/ratelimit).
 //   - The keyring keeps the last good copy of each key in memory, so a deleted or corrupt key
 //     Secret does not stop signing while its kid stays published, unrevoked and in its window.
 //   - /authorize: until the client and the redirect URI are verified, errors are an HTML page
