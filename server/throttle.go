@@ -168,7 +168,18 @@ func (s *Server) admitted(w http.ResponseWriter, r *http.Request, a *admission) 
 // store with counters for made-up names.
 func (s *Server) guessable(r *http.Request, id string) bool {
 	c, err := s.registry.Lookup(r.Context(), id)
-	return err == nil && c.Spec.Type == latchkeyv1.ClientTypeConfidential
+	if err != nil || c.Spec.Type != latchkeyv1.ClientTypeConfidential {
+		return false
+	}
+	// A secret client whose Secret this replica does not hold (just created and not yet in
+	// its cache, or deleted) fails for a reason of the server's own, not a guess: counting it
+	// would lock the client out while its Secret propagates (test/e2e TestAPIServerOutage).
+	if c.EffectiveAuthMethod() != latchkeyv1.AuthMethodPrivateKeyJWT {
+		if _, err := s.registry.Credentials(r.Context(), c); err != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // writeThrottled writes the 429 of a refused request and records it for the log and metrics

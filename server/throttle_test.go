@@ -147,6 +147,34 @@ func TestClientAuthFailuresThrottled(t *testing.T) {
 	})
 }
 
+// A confidential client whose Secret this server does not hold yet (just created, still
+// propagating to the cache) fails authentication for the server's own reason: those failures
+// are not counted, so the client is not locked out when its Secret arrives.
+func TestClientAuthFailuresWithoutSecretNotCounted(t *testing.T) {
+	const limit = 3
+	late, lateSecret := servertest.ConfidentialClient("late", "apps", servertest.WithClientID("late"))
+	e := newEnv(t, withObjects(late), withOptions(func(o *server.Options) {
+		o.ClientAuthFailures = ratelimit.Limit{Requests: limit, Window: 5 * time.Minute}
+	}))
+	e.clk.SetTime(e.clk.Now().Truncate(5 * time.Minute).Add(time.Minute))
+	cc := url.Values{"grant_type": {"client_credentials"}}
+	secret := servertest.SecretOf(lateSecret)
+	for range 4 * limit {
+		assertError(t, e.post("/token", cc, basic("late", secret)), 401, "invalid_client", "client authentication failed")
+	}
+	if err := e.reader.Create(ctx(), lateSecret); err != nil {
+		t.Fatal(err)
+	}
+	if rec := e.post("/token", cc, basic("late", secret)); rec.Code != 200 {
+		t.Fatalf("once its Secret arrived: %d %s", rec.Code, rec.Body)
+	}
+	// With the Secret present, wrong secrets count again.
+	for range limit {
+		assertError(t, e.post("/token", cc, basic("late", "wrong")), 401, "invalid_client", "client authentication failed")
+	}
+	assertThrottled(t, e.post("/token", cc, basic("late", "wrong")), "240")
+}
+
 // The limiter fails closed with the store: Redis down is 503 temporarily_unavailable at every
 // throttled endpoint, for a right and a wrong secret alike, never 500 and never unthrottled.
 func TestClientRateLimitStoreDown(t *testing.T) {
