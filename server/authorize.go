@@ -359,13 +359,13 @@ func (s *Server) needsConsent(ctx context.Context, req *authRequest, now time.Ti
 func (s *Server) startInteraction(w http.ResponseWriter, r *http.Request, req *authRequest, page string) {
 	browser := s.flow.cookie(r, s.flow.browserCookie)
 	if browser == "" {
-		browser = newSecret()
+		browser = tokenid.NewSecret()
 	}
 	// Set it every time, so its attributes follow the current configuration.
 	s.flow.setCookie(w, s.flow.browserCookie, browser, 0)
 	req.Browser = store.Hash(browser)
 	req.ExpiresAt = s.now().Add(authRequestLifetime)
-	id := newSecret()
+	id := tokenid.NewSecret()
 	if err := s.putAuthRequest(r.Context(), id, req); err != nil {
 		s.redirectError(w, r, req.RedirectURI, req.State, oautherr.From(err))
 		return

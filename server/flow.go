@@ -1,9 +1,7 @@
 package server
 
 import (
-	"crypto/rand"
 	"crypto/subtle"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
@@ -11,6 +9,7 @@ import (
 	"time"
 
 	"github.com/latchkey-dev/latchkey/server/store"
+	"github.com/latchkey-dev/latchkey/server/tokenid"
 	"github.com/latchkey-dev/latchkey/server/ui"
 	"github.com/latchkey-dev/latchkey/server/users"
 )
@@ -160,7 +159,7 @@ func (f *flow) setCookie(w http.ResponseWriter, name, value string, maxAge int) 
 func (f *flow) cookie(r *http.Request, name string) string {
 	var found string
 	for _, c := range r.CookiesNamed(name) {
-		if found != "" || !validSecret(c.Value) {
+		if found != "" || !tokenid.ValidSecret(c.Value) {
 			return ""
 		}
 		found = c.Value
@@ -168,39 +167,10 @@ func (f *flow) cookie(r *http.Request, name string) string {
 	return found
 }
 
-// secretBytes is the randomness of request ids, CSRF tokens, browser and session cookies.
-const secretBytes = 32
-
-// newSecret returns 256 bits from crypto/rand, base64url without padding (43 characters).
-func newSecret() string {
-	b := make([]byte, secretBytes)
-	_, _ = rand.Read(b) // crypto/rand.Read never fails on supported platforms (Go 1.24+)
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-// validSecret reports whether s has the form newSecret gives, so that nothing else is hashed or
-// looked up.
-func validSecret(s string) bool {
-	if len(s) != 43 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !isBase64URLChar(s[i]) {
-			return false
-		}
-	}
-	return true
-}
-
-// isBase64URLChar reports whether c is in the base64url alphabet of RFC 4648 §5 (no padding).
-func isBase64URLChar(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_'
-}
-
 // matchesHash reports in constant time whether store.Hash(secret) equals hash. An empty hash
 // never matches.
 func matchesHash(secret, hash string) bool {
-	if hash == "" || !validSecret(secret) {
+	if hash == "" || !tokenid.ValidSecret(secret) {
 		return false
 	}
 	return subtle.ConstantTimeCompare([]byte(store.Hash(secret)), []byte(hash)) == 1

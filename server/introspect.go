@@ -51,21 +51,8 @@ type introspection struct {
 // token one) says where to look, so a wrong hint still finds the token.
 func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	info := infoFrom(ctx)
-	form, err := httpx.ReadForm(w, r)
-	if err != nil {
-		s.writeError(w, r, formError(err))
-		return
-	}
-	caller, ok := s.authenticateClient(w, r, form, clients.Policy{AllowPublic: false}, limitIntrospect)
+	caller, token, ok := s.tokenOfCaller(w, r, clients.Policy{AllowPublic: false}, limitIntrospect)
 	if !ok {
-		return
-	}
-	info.clientID = caller.ID
-	s.corsForClient(w, r, caller)
-	token := form.Get(paramToken)
-	if token == "" {
-		s.writeError(w, r, oautherr.InvalidRequest("token is required"))
 		return
 	}
 	resp, err := s.introspect(ctx, caller, token)
@@ -73,7 +60,7 @@ func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	info.outcome = "ok"
+	infoFrom(ctx).outcome = "ok"
 	httpx.WriteJSONAppend(w, http.StatusOK, true, resp.appendJSON)
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/latchkey-dev/latchkey/server/oautherr"
 	"github.com/latchkey-dev/latchkey/server/redirect"
 	"github.com/latchkey-dev/latchkey/server/store"
+	"github.com/latchkey-dev/latchkey/server/tokenid"
 	"github.com/latchkey-dev/latchkey/server/ui"
 	"github.com/latchkey-dev/latchkey/server/users"
 )
@@ -72,7 +73,7 @@ func (s *Server) showPage(w http.ResponseWriter, r *http.Request, stage string) 
 		s.toPage(w, r, req.Stage, id)
 		return
 	}
-	csrf := newSecret()
+	csrf := tokenid.NewSecret()
 	req.CSRF = store.Hash(csrf)
 	if err := s.putAuthRequest(ctx, id, req); err != nil {
 		s.unavailablePage(w, r, err)
@@ -171,7 +172,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	sid := newSecret()
+	sid := tokenid.NewSecret()
 	o := s.flow.opts
 	err = s.store.CreateSession(ctx, store.Hash(sid), store.Session{
 		Subject:   user.Username,
@@ -322,7 +323,7 @@ func (s *Server) readPost(w http.ResponseWriter, r *http.Request, stage string) 
 
 // pending loads the request id names and checks that this browser started it.
 func (s *Server) pending(w http.ResponseWriter, r *http.Request, id string) (*authRequest, bool) {
-	if !validSecret(id) {
+	if !tokenid.ValidSecret(id) {
 		s.refusePage(w, r, errors.New("request_id missing or malformed"))
 		return nil, false
 	}

@@ -11,7 +11,6 @@ import (
 	"github.com/latchkey-dev/latchkey/internal/audit"
 	"github.com/latchkey-dev/latchkey/server/accesstoken"
 	"github.com/latchkey-dev/latchkey/server/clients"
-	"github.com/latchkey-dev/latchkey/server/httpx"
 	"github.com/latchkey-dev/latchkey/server/oautherr"
 	"github.com/latchkey-dev/latchkey/server/store"
 	"github.com/latchkey-dev/latchkey/server/tokenid"
@@ -33,28 +32,15 @@ import (
 //     (RFC 7009 §2.2); a store failure is 503, never 200 (SECURITY-CASES 68, CVE-2020-15223).
 func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	info := infoFrom(ctx)
-	form, err := httpx.ReadForm(w, r)
-	if err != nil {
-		s.writeError(w, r, formError(err))
-		return
-	}
-	caller, ok := s.authenticateClient(w, r, form, clients.Policy{AllowPublic: true}, limitRevoke)
+	caller, token, ok := s.tokenOfCaller(w, r, clients.Policy{AllowPublic: true}, limitRevoke)
 	if !ok {
-		return
-	}
-	info.clientID = caller.ID
-	s.corsForClient(w, r, caller)
-	token := form.Get(paramToken)
-	if token == "" {
-		s.writeError(w, r, oautherr.InvalidRequest("token is required"))
 		return
 	}
 	if err := s.revoke(ctx, caller, token); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	info.outcome = "ok"
+	infoFrom(ctx).outcome = "ok"
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Pragma", "no-cache")
 	w.WriteHeader(http.StatusOK)

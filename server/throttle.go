@@ -199,3 +199,27 @@ func (s *Server) writeThrottled(w http.ResponseWriter, r *http.Request, d rateli
 func limiterUnavailable(err error) *oautherr.Error {
 	return oautherr.Unavailable("the service is temporarily unavailable, retry later", err)
 }
+
+// tokenOfCaller is the common start of /introspect and /revoke: it reads the form,
+// authenticates and admits the calling client at endpoint, answers CORS for it, and returns the
+// token parameter, which both endpoints require (RFC 7662 §2.1, RFC 7009 §2.1). It writes the
+// response and returns false when the request ends here.
+func (s *Server) tokenOfCaller(w http.ResponseWriter, r *http.Request, p clients.Policy, endpoint string) (*clients.Client, string, bool) {
+	form, err := httpx.ReadForm(w, r)
+	if err != nil {
+		s.writeError(w, r, formError(err))
+		return nil, "", false
+	}
+	caller, ok := s.authenticateClient(w, r, form, p, endpoint)
+	if !ok {
+		return nil, "", false
+	}
+	infoFrom(r.Context()).clientID = caller.ID
+	s.corsForClient(w, r, caller)
+	token := form.Get(paramToken)
+	if token == "" {
+		s.writeError(w, r, oautherr.InvalidRequest("token is required"))
+		return nil, "", false
+	}
+	return caller, token, true
+}

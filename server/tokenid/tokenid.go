@@ -44,6 +44,14 @@ func random(n int) string {
 // NewFamilyID returns a new family id.
 func NewFamilyID() string { return random(idBytes) }
 
+// NewSecret returns 256 bits from crypto/rand, base64url without padding (43 characters): the
+// browser cookie, session ids, request ids and CSRF tokens of the login flow.
+func NewSecret() string { return random(refreshBytes) }
+
+// ValidSecret reports whether s has the form NewSecret gives, so that nothing else is hashed
+// or looked up.
+func ValidSecret(s string) bool { return len(s) == refreshSecretLen && validID(s, refreshSecretLen) }
+
 // NewJTI returns a new jti: random for a token outside any family (family == ""), else
 // "<family>.<random>".
 func NewJTI(family string) string {

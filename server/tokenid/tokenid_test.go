@@ -71,3 +71,20 @@ func TestCodeFormatAndEntropy(t *testing.T) {
 		seen[c] = struct{}{}
 	}
 }
+
+func TestNewSecretIsValidSecret(t *testing.T) {
+	seen := map[string]bool{}
+	for range 1000 {
+		s := NewSecret()
+		if !ValidSecret(s) || seen[s] {
+			t.Fatalf("NewSecret() = %q: valid %v, seen %v", s, ValidSecret(s), seen[s])
+		}
+		seen[s] = true
+	}
+	for _, bad := range []string{"", "short", strings.Repeat("a", 42), strings.Repeat("a", 44),
+		strings.Repeat("a", 42) + "=", strings.Repeat("a", 42) + "+", strings.Repeat("a", 42) + "/"} {
+		if ValidSecret(bad) {
+			t.Errorf("ValidSecret(%q) = true", bad)
+		}
+	}
+}
