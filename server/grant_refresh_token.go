@@ -12,6 +12,7 @@ import (
 
 	latchkeyv1 "github.com/latchkey-dev/latchkey/api/v1alpha1"
 	"github.com/latchkey-dev/latchkey/internal/audit"
+	"github.com/latchkey-dev/latchkey/internal/promreg"
 	"github.com/latchkey-dev/latchkey/server/accesstoken"
 	"github.com/latchkey-dev/latchkey/server/oautherr"
 	"github.com/latchkey-dev/latchkey/server/scope"
@@ -88,7 +89,7 @@ func newRefreshTokenGrant(s *Server) (grantHandler, error) {
 	}, []string{"client"})
 	if s.opts.Registerer != nil {
 		var err error
-		if reuse, err = register(s.opts.Registerer, reuse); err != nil {
+		if reuse, err = promreg.Register(s.opts.Registerer, reuse); err != nil {
 			return nil, err
 		}
 	}

@@ -1,12 +1,12 @@
 package server
 
 import (
-	"errors"
-	"fmt"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/latchkey-dev/latchkey/internal/promreg"
 )
 
 // metrics are the server's Prometheus collectors. Label values come from fixed sets (endpoint
@@ -56,34 +56,19 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	var err error
-	if m.requests, err = register(reg, m.requests); err != nil {
+	if m.requests, err = promreg.Register(reg, m.requests); err != nil {
 		return nil, err
 	}
-	if m.duration, err = register(reg, m.duration); err != nil {
+	if m.duration, err = promreg.Register(reg, m.duration); err != nil {
 		return nil, err
 	}
-	if m.issued, err = register(reg, m.issued); err != nil {
+	if m.issued, err = promreg.Register(reg, m.issued); err != nil {
 		return nil, err
 	}
-	if m.revoked, err = register(reg, m.revoked); err != nil {
+	if m.revoked, err = promreg.Register(reg, m.revoked); err != nil {
 		return nil, err
 	}
 	return m, nil
-}
-
-// register registers c, or returns the collector already registered under its name (a second
-// server on one registry, as in tests and --dev restarts, shares the series).
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing, nil
-			}
-		}
-		return c, fmt.Errorf("register metrics: %w", err)
-	}
-	return c, nil
 }
 
 func (m *metrics) observe(endpoint, grant, outcome string, elapsed time.Duration) {

@@ -10,12 +10,12 @@ package audit
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"log/slog"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/latchkey-dev/latchkey/internal/promreg"
 )
 
 // The event names: snake_case, like the names SECURITY-CASES and the earlier log lines use
@@ -120,22 +120,22 @@ func New(h slog.Handler, reg prometheus.Registerer) (*Logger, error) {
 	})
 	if reg != nil {
 		var err error
-		if rotated, err = register(reg, rotated); err != nil {
+		if rotated, err = promreg.Register(reg, rotated); err != nil {
 			return nil, err
 		}
-		if codeReuse, err = register(reg, codeReuse); err != nil {
+		if codeReuse, err = promreg.Register(reg, codeReuse); err != nil {
 			return nil, err
 		}
-		if logins, err = register(reg, logins); err != nil {
+		if logins, err = promreg.Register(reg, logins); err != nil {
 			return nil, err
 		}
-		if consents, err = register(reg, consents); err != nil {
+		if consents, err = promreg.Register(reg, consents); err != nil {
 			return nil, err
 		}
-		if secrets, err = register(reg, secrets); err != nil {
+		if secrets, err = promreg.Register(reg, secrets); err != nil {
 			return nil, err
 		}
-		if keys, err = register(reg, keys); err != nil {
+		if keys, err = promreg.Register(reg, keys); err != nil {
 			return nil, err
 		}
 	}
@@ -179,18 +179,4 @@ func (l *Logger) Emit(ctx context.Context, e Event) {
 	}
 	attrs = append(attrs, e.Attrs...)
 	l.log.LogAttrs(ctx, slog.LevelInfo, LoggerName, attrs...)
-}
-
-// register registers c, or returns the collector already registered under its name.
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing, nil
-			}
-		}
-		return c, fmt.Errorf("register audit metrics: %w", err)
-	}
-	return c, nil
 }
