@@ -74,18 +74,7 @@ func (s *Server) revokeAccessToken(ctx context.Context, caller *clients.Client, 
 		return nil
 	}
 	err = s.store.RevokeAccessToken(ctx, claims.ID, claims.Family(), caller.ID, now)
-	switch {
-	case err == nil:
-		s.metrics.revoked.WithLabelValues("access_token").Inc()
-		s.emit(ctx, audit.TokenRevoked, caller.ID, claims.Subject, claims.Family(), slog.String("token_type", "access_token"))
-		return nil
-	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrRevoked):
-		return nil
-	case errors.Is(err, store.ErrClientMismatch):
-		return oautherr.UnauthorizedClient("the token was issued to another client")
-	default:
-		return fmt.Errorf("revoke access token: %w", err)
-	}
+	return s.revokeOutcome(ctx, err, "access_token", caller.ID, claims.Subject, claims.Family())
 }
 
 func (s *Server) revokeRefreshToken(ctx context.Context, caller *clients.Client, token string) error {
@@ -94,16 +83,23 @@ func (s *Server) revokeRefreshToken(ctx context.Context, caller *clients.Client,
 		return nil
 	}
 	err := s.store.RevokeRefresh(ctx, family, hash, caller.ID, s.now())
+	return s.revokeOutcome(ctx, err, "refresh_token", caller.ID, "", family)
+}
+
+// revokeOutcome answers the store's revocation of a token of tokenType: done (counted and
+// audited), unknown or already revoked (also 200, RFC 7009 §2.2), another client's token (400
+// unauthorized_client, SECURITY-CASES 67), or a store failure (503, never 200: case 68).
+func (s *Server) revokeOutcome(ctx context.Context, err error, tokenType, clientID, subject, family string) error {
 	switch {
 	case err == nil:
-		s.metrics.revoked.WithLabelValues("refresh_token").Inc()
-		s.emit(ctx, audit.TokenRevoked, caller.ID, "", family, slog.String("token_type", "refresh_token"))
+		s.metrics.revoked.WithLabelValues(tokenType).Inc()
+		s.emit(ctx, audit.TokenRevoked, clientID, subject, family, slog.String("token_type", tokenType))
 		return nil
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrRevoked):
 		return nil
 	case errors.Is(err, store.ErrClientMismatch):
 		return oautherr.UnauthorizedClient("the token was issued to another client")
 	default:
-		return fmt.Errorf("revoke refresh token: %w", err)
+		return fmt.Errorf("revoke %s: %w", tokenType, err)
 	}
 }
